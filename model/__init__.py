@@ -1,0 +1,1 @@
+"""The stream-block DiT, its Gaussian diffusion and the named presets."""
