@@ -1,0 +1,1 @@
+"""Streaming view pairs from webdataset shards into tensors: image prep, split by object, loaders."""
