@@ -1,0 +1,111 @@
+"""Resolve a --checkpoint argument: a local run/weights folder, the shipped default, or a published URL (cached)."""
+import hashlib
+import os
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tqdm import tqdm
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+WEIGHTS_DIR = PROJECT_ROOT / "weights"
+DEFAULT_WEIGHTS = "reference"
+CACHE_ENV = "DIT_NVS_CACHE"
+WEIGHT_FILES = ("config.json", "model.safetensors")   # what a published weights folder must hold
+TIMEOUT_S = 60
+
+
+def default_cache_dir():
+    """Where downloaded checkpoints live: $DIT_NVS_CACHE, else ~/.cache/dit-nvs."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "dit-nvs")
+
+
+def shipped_weights():
+    """Folders under weights/ holding a model.safetensors, the preferred reference first."""
+    found = sorted(p.parent for p in WEIGHTS_DIR.glob("*/model.safetensors"))
+    return sorted(found, key=lambda p: p.name != DEFAULT_WEIGHTS)
+
+
+def resolve_checkpoint(checkpoint=None, cache_dir=None):
+    """Return a local folder for `checkpoint` (None = shipped weights, http(s) URL = downloaded once)."""
+    if checkpoint is None:
+        shipped = shipped_weights()
+        if not shipped:
+            raise FileNotFoundError(f"no shipped weights in {WEIGHTS_DIR}/*/model.safetensors: "
+                                    "pass --checkpoint RUN_FOLDER|WEIGHTS_FOLDER|URL")
+        return shipped[0]
+    if str(checkpoint).startswith(("http://", "https://")):
+        return fetch_weights(str(checkpoint), cache_dir)
+    path = Path(checkpoint)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if not path.is_dir():
+        raise NotADirectoryError(f"checkpoint must be a run folder or a weights folder: {path}")
+    return path
+
+
+def fetch_weights(url, cache_dir=None):
+    """Download a published weights folder (config.json, model.safetensors, SHA256SUMS) once, checksum-checked."""
+    base = url.rstrip("/") + "/"
+    key = hashlib.sha256(base.encode()).hexdigest()[:16]
+    target = Path(cache_dir or default_cache_dir()) / f"{Path(base.rstrip('/')).name or 'weights'}-{key}"
+    if all((target / name).is_file() for name in WEIGHT_FILES + ("SHA256SUMS",)):
+        return target                                   # complete: files only get their final names once checked
+    target.mkdir(parents=True, exist_ok=True)
+    sums_text = _download(base + "SHA256SUMS", target / "SHA256SUMS.part", quiet=True).read_text()
+    sums = parse_sha256sums(sums_text)
+    for name in WEIGHT_FILES:
+        if name not in sums:
+            raise ValueError(f"{base}SHA256SUMS lists no checksum for {name}: refusing an unverifiable download")
+        final = target / name
+        if final.is_file():
+            continue
+        part = _download(base + name, target / f"{name}.part")
+        got = sha256_file(part)
+        if got != sums[name]:
+            part.unlink()
+            raise ValueError(f"checksum mismatch for {base}{name}: expected {sums[name]}, got {got}; "
+                             "the download was removed")
+        part.rename(final)
+    (target / "SHA256SUMS.part").rename(target / "SHA256SUMS")   # last: marks the folder complete
+    print(f"fetched {base} -> {target} (checksums match SHA256SUMS)", file=sys.stderr)
+    return target
+
+
+def parse_sha256sums(text):
+    """{file name: hex digest} from `sha256sum` output ("<hex>  <name>" or "<hex> *<name>" lines)."""
+    sums = {}
+    for line in text.splitlines():
+        parts = line.strip().split(None, 1)
+        if len(parts) == 2 and len(parts[0]) == 64:
+            sums[parts[1].lstrip("*").strip()] = parts[0].lower()
+    return sums
+
+
+def sha256_file(path, chunk=1 << 20):
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _download(url, dest, quiet=False):
+    """Stream `url` to `dest` with a progress bar; HTTP and network errors become one-line user errors."""
+    try:
+        with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response, open(dest, "wb") as out:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=f"fetch {Path(dest).stem}",
+                      disable=quiet, leave=False) as bar:
+                while block := response.read(1 << 20):
+                    out.write(block)
+                    bar.update(len(block))
+    except urllib.error.HTTPError as e:
+        Path(dest).unlink(missing_ok=True)
+        raise FileNotFoundError(f"{url}: HTTP {e.code} {e.reason}") from None
+    except (urllib.error.URLError, OSError) as e:
+        Path(dest).unlink(missing_ok=True)
+        raise ValueError(f"cannot download {url}: {getattr(e, 'reason', e)}") from None
+    return Path(dest)
