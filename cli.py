@@ -1,0 +1,174 @@
+"""Command line of the toolkit. Thin on purpose: every command parses options and calls one package function."""
+import os
+import sys
+
+import click
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True, "max_content_width": 110}
+
+
+class UserError(click.ClickException):
+    """Bad input from the user: printed as one line, no traceback."""
+
+
+def run(fn, **kwargs):
+    """Call a package function; turn its input errors into one-line CLI errors (DEBUG=1 shows the traceback)."""
+    try:
+        return fn(**kwargs)
+    except (ValueError, FileNotFoundError, NotADirectoryError, FileExistsError, PermissionError) as e:
+        if os.environ.get("DEBUG"):
+            raise
+        raise UserError(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__) from None
+
+
+@click.group(context_settings=CONTEXT)
+def cli():
+    """Render 3D assets into view pairs, train a stream-block DiT on them, and generate the turned view."""
+
+
+# ---- render / shards (render/) ----------------------------------------------------------------------------
+
+def _render_options(command):
+    """Options shared by every `render` source."""
+    options = [
+        click.option("--out", required=True, type=click.Path(file_okay=False),
+                     help="Output folder for shards (new, or one this command wrote before: reruns resume)."),
+        click.option("--size", default=256, help="Image side in pixels."),
+        click.option("--pairs-per-object", default=4, help="View pairs rendered per object."),
+        click.option("--delta-azimuth", default=60.0,
+                     help="Target azimuth minus source azimuth, degrees (positive: object turns clockwise seen "
+                          "from above)."),
+        click.option("--elevation-range", default="-10,40", help="LOW,HIGH source/target elevation in degrees."),
+        click.option("--workers", type=int, default=None, help="Render processes [default: CPU cores]."),
+        click.option("--seed", default=0, help="Seed of the views (and of the procedural objects)."),
+        click.option("--shard-size", default=1000, help="Samples per shard (an object never spans two shards)."),
+        click.option("--backend", default="auto", help="OpenGL platform: auto|osmesa|egl (auto: egl on NVIDIA)."),
+        click.option("--timeout-s", default=300.0, help="Abandon an object still rendering after this long."),
+        click.option("--rank", type=int, default=None,
+                     help="This process's share [default: $SLURM_PROCID, $RANK or 0]."),
+        click.option("--world-size", type=int, default=None,
+                     help="Number of shares [default: $SLURM_NTASKS, $WORLD_SIZE or 1]."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+@cli.group("render")
+def render_group():
+    """Render 3D objects into 60-degree view-pair shards (webdataset tar)."""
+
+
+@render_group.command("procedural")
+@click.option("--count", default=200, help="Number of built-in objects.")
+@_render_options
+def render_procedural_command(**options):
+    """Render built-in procedural objects (deterministic per seed and index)."""
+    from render.commands import render_procedural
+    run(render_procedural, **options)
+
+
+@render_group.command("meshes")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@_render_options
+def render_meshes_command(**options):
+    """Render GLB/GLTF/OBJ/PLY/STL files, or every such file under folders (recursive)."""
+    from render.commands import render_meshes
+    run(render_meshes, **options)
+
+
+@render_group.command("objaverse")
+@click.option("--limit", type=int, default=None, help="Render at most this many objects [default: all selected].")
+@click.option("--lvis-category", default=None, help="Only objects of this LVIS category, e.g. chair.")
+@click.option("--uids-file", type=click.Path(dir_okay=False), default=None, help="Only these uids (one a line).")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+              help="Where downloads are kept [default: ~/.objaverse, the objaverse package's own].")
+@click.option("--annotations/--no-annotations", default=True,
+              help="Fetch metadata to record each object's name and license in its samples.")
+@_render_options
+def render_objaverse_command(**options):
+    """Download Objaverse objects through the objaverse package and render them."""
+    from render.objaverse_source import render_objaverse
+    run(render_objaverse, **options)
+
+
+@cli.group("shards")
+def shards_group():
+    """Look at shard folders."""
+
+
+@shards_group.command("info")
+@click.argument("directory", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+def shards_info_command(**options):
+    """Count objects, samples, shards, bytes and failures in a shard folder."""
+    from render.inspect_shards import shards_info
+    run(shards_info, **options)
+
+
+@shards_group.command("preview")
+@click.argument("directory", type=click.Path())
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG file to write.")
+@click.option("--count", default=16, help="Number of pairs to show.")
+def shards_preview_command(**options):
+    """Draw source|target pairs of a shard folder in a grid PNG."""
+    from render.inspect_shards import shards_preview
+    run(shards_preview, **options)
+
+
+# ---- repack (render/repack.py) ----------------------------------------------------------------------------
+
+# ---- train / sample / evaluate (train/) -------------------------------------------------------------------
+
+CHECKPOINT_HELP = "Run folder (its EMA weights), weights folder, or http(s) URL of a published weights folder; default: weights/reference."
+SAMPLER_OPTIONS = [
+    click.option("--checkpoint", default=None, help=CHECKPOINT_HELP),
+    click.option("--steps", default=50, type=int, help="Denoising steps."),
+    click.option("--sampler", default="ddim", type=click.Choice(["ddim", "ancestral"]), help="Sampler."),
+    click.option("--eta", default=0.0, type=float, help="DDIM noise (0 = deterministic given the seed)."),
+    click.option("--cfg-scale", default=2.0, type=float, help="Classifier-free guidance scale (1 = no guidance)."),
+    click.option("--seed", default=0, type=int, help="Seed of the sampling noise."),
+    click.option("--batch-size", default=16, type=int, help="Images denoised together per forward pass."),
+    click.option("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ..."),
+    click.option("--cache-dir", default=None, type=click.Path(file_okay=False),
+                 help="Cache for URL checkpoints (default $DIT_NVS_CACHE or ~/.cache/dit-nvs)."),
+]
+
+
+def sampler_options(fn):
+    """Attach the options shared by sample and evaluate."""
+    for option in reversed(SAMPLER_OPTIONS):
+        fn = option(fn)
+    return fn
+
+
+@cli.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--num-samples", default=1, type=int, help="Samples per input image.")
+@click.option("--turntable", default=0, type=int,
+              help="Write N views (the input, then turn after turn) as PNGs, a strip and a GIF; 0 = one turned view.")
+@sampler_options
+def sample(**kwargs):
+    """Generate the turned view of INPUTS (image files or folders), written next to the prepared input."""
+    from train.sample import sample as sample_images   # imported here: torch takes seconds, --help should not
+    run(sample_images, **kwargs)
+
+
+@cli.command()
+@click.option("--data", required=True, help="Shards: folder, glob, {a..b} pattern or URL.")
+@click.option("--split", default="val", type=click.Choice(["val", "all"]),
+              help="val: the checkpoint's held-out objects; all: every pair of --data.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="JSON report; the per-pair CSV and the PNG grid are written next to it.")
+@click.option("--limit", default=None, type=int, help="Evaluate at most this many pairs (in shard order).")
+@click.option("--mean-pairs", default=2000, type=int, help="Training pairs averaged into the mean-image baseline.")
+@sampler_options
+def evaluate(**kwargs):
+    """Score the checkpoint (PSNR, SSIM, mask IoU) against copy-the-input and mean-image baselines."""
+    from train.evaluate import evaluate as evaluate_checkpoint
+    run(evaluate_checkpoint, **kwargs)
+
+
+if __name__ == "__main__":
+    cli()

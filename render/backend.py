@@ -1,0 +1,47 @@
+"""Pick the headless OpenGL platform (OSMesa or EGL) and import pyrender with its shader cache working."""
+import ctypes
+import os
+import sys
+import types
+
+BACKENDS = ("auto", "osmesa", "egl")
+
+
+def resolve_backend(name):
+    """Turn a --backend value into a concrete platform: `auto` is EGL where an NVIDIA GPU is visible, else OSMesa."""
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS)}")
+    if name != "auto":
+        return name
+    # EGL on a CPU-only machine falls back to llvmpipe, which is slower than OSMesa there.
+    return "egl" if os.path.exists("/dev/nvidia0") else "osmesa"
+
+
+class _ContextByAddress:
+    """Stand-in for `OpenGL.contextdata` inside pyrender's caches: keys on the context's integer address.
+
+    Under OSMesa `getContext()` returns a new ctypes pointer object on every call, so pyrender's shader and font
+    caches never hit: a program is compiled per primitive per frame and memory grows without bound.
+    """
+
+    @staticmethod
+    def getContext():
+        import OpenGL.contextdata
+        context = OpenGL.contextdata.getContext()
+        return context if isinstance(context, int) else ctypes.cast(context, ctypes.c_void_p).value
+
+
+def import_pyrender(backend):
+    """Set PYOPENGL_PLATFORM for `backend` (auto/osmesa/egl), import pyrender, patch its caches; return the module."""
+    platform = resolve_backend(backend)
+    current = os.environ.get("PYOPENGL_PLATFORM")
+    if "OpenGL" in sys.modules and current != platform:
+        raise ValueError(f"OpenGL was already imported for platform {current!r}; cannot switch to {platform!r}")
+    os.environ["PYOPENGL_PLATFORM"] = platform
+    import pyrender
+    import pyrender.font
+    import pyrender.shader_program
+    shim = types.SimpleNamespace(contextdata=_ContextByAddress)
+    pyrender.shader_program.OpenGL = shim
+    pyrender.font.OpenGL = shim
+    return pyrender

@@ -1,0 +1,73 @@
+"""Load any mesh file as a list of posed parts (keeping node transforms, materials, textures), unit-cube normalised."""
+from dataclasses import dataclass
+
+import numpy as np
+import trimesh
+
+MESH_SUFFIXES = (".glb", ".gltf", ".obj", ".ply", ".stl")
+MAX_TEXTURE_SIDE = 1024   # larger textures only cost upload time at our image sizes
+
+
+@dataclass
+class Part:
+    """One geometry placed in the world: a trimesh and its 4x4 pose."""
+    mesh: trimesh.Trimesh
+    pose: np.ndarray
+
+
+def load_mesh_file(path):
+    """Read a GLB/GLTF/OBJ/PLY/STL file into normalised parts; raise ValueError when it holds no usable triangles."""
+    scene = trimesh.load(str(path), force="scene")
+    return normalise(scene_parts(scene))
+
+
+def scene_parts(scene):
+    """Every triangle geometry of a trimesh Scene with its world transform (instances included)."""
+    parts = []
+    for node in scene.graph.nodes_geometry:
+        pose, name = scene.graph[node]
+        mesh = scene.geometry.get(name)
+        if isinstance(mesh, trimesh.Trimesh) and len(mesh.faces) > 0:
+            parts.append(Part(mesh, np.asarray(pose, dtype=np.float64)))
+    return parts
+
+
+def normalise(parts):
+    """Scale and centre parts so their joint bounding box fits a unit cube at the origin; fix textures on the way."""
+    if not parts:
+        raise ValueError("no triangles")
+    corners = []
+    for part in parts:
+        if not np.isfinite(part.mesh.vertices).all() or not np.isfinite(part.pose).all():
+            raise ValueError("non-finite vertex coordinates (NaN or inf)")
+        world = trimesh.transform_points(part.mesh.vertices, part.pose)
+        corners += [world.min(0, keepdims=True), world.max(0, keepdims=True)]
+    corners = np.concatenate(corners)
+    low, high = corners.min(0), corners.max(0)
+    extent = float((high - low).max())
+    if not extent > 1e-9:
+        raise ValueError("degenerate geometry (zero size)")
+    to_unit = np.diag([1.0 / extent] * 3 + [1.0])
+    to_unit[:3, 3] = -(low + high) / 2 / extent
+    for part in parts:
+        part.pose = to_unit @ part.pose
+        _fix_textures(part.mesh)
+    return parts
+
+
+def _fix_textures(mesh):
+    """Make texture images RGB/RGBA (grey+alpha crashes pyrender) and at most MAX_TEXTURE_SIDE pixels wide."""
+    material = getattr(mesh.visual, "material", None)
+    if material is None:
+        return
+    for attr in ("baseColorTexture", "metallicRoughnessTexture", "normalTexture", "emissiveTexture",
+                 "occlusionTexture", "image"):
+        image = getattr(material, attr, None)
+        if image is None or not hasattr(image, "mode"):
+            continue
+        if image.mode not in ("RGB", "RGBA"):
+            image = image.convert("RGBA")
+        if max(image.size) > MAX_TEXTURE_SIDE:
+            image = image.copy()
+            image.thumbnail((MAX_TEXTURE_SIDE, MAX_TEXTURE_SIDE))
+        setattr(material, attr, image)
