@@ -118,6 +118,49 @@ def shards_preview_command(**options):
 
 # ---- repack (render/repack.py) ----------------------------------------------------------------------------
 
+def _repack_options(command):
+    """Options shared by every `repack` source."""
+    options = [
+        click.option("--out", required=True, type=click.Path(file_okay=False),
+                     help="Output folder for shards (new, or one this command wrote before: reruns resume)."),
+        click.option("--size", default=256, help="Image side in pixels (aspect kept, padded on white)."),
+        click.option("--workers", type=int, default=None, help="Decoding processes [default: CPU cores]."),
+        click.option("--shard-size", default=1000, help="Samples per shard."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+@cli.group("repack")
+def repack_group():
+    """Repack photo datasets (MVC, folders of view rings) into the same pair shards as render."""
+
+
+@repack_group.command("mvc")
+@click.argument("root", type=click.Path())
+@click.option("--cond-view", default="1", help="View used as the condition (MVC views: p, 1, 2, 3, 4, 5, 7).")
+@click.option("--target-view", default="3", help="View used as the target (the original project paired 1 -> 3).")
+@click.option("--metadata", type=click.Path(dir_okay=False), default=None,
+              help="MVC metadata JSON (e.g. mvc_info.json): item attributes written into each sample's json.")
+@click.option("--delta-deg", default=60.0, help="Nominal turn written as delta_azimuth_deg (MVC records no angles).")
+@_repack_options
+def repack_mvc_command(**options):
+    """Pair each item's condition and target view from <styleId>-<view>-4x.jpg files under ROOT (recursive)."""
+    from render.mvc import repack_mvc
+    run(repack_mvc, **options)
+
+
+@repack_group.command("ring")
+@click.argument("root", type=click.Path())
+@click.option("--step-deg", default=60.0, help="Azimuth step between consecutive images of a folder.")
+@_repack_options
+def repack_ring_command(**options):
+    """Write every consecutive pair (last to first too) of each folder of views (000.png, 001.png, ...) under ROOT."""
+    from render.ring import repack_ring
+    run(repack_ring, **options)
+
+
 # ---- train / sample / evaluate (train/) -------------------------------------------------------------------
 
 CHECKPOINT_HELP = "Run folder (its EMA weights), weights folder, or http(s) URL of a published weights folder; default: weights/reference."
