@@ -163,6 +163,42 @@ def repack_ring_command(**options):
 
 # ---- train / sample / evaluate (train/) -------------------------------------------------------------------
 
+@cli.command("train")
+@click.option("--data", multiple=True, help="Shards: folder of *.tar, glob, {a..b} pattern or http(s) URL; repeat to "
+              "mix sources. Required for a new run; on --resume the run's own by default.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder (config, checkpoint, logs).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint (options not given keep "
+              "the run's values).")
+@click.option("--preset", default=None, help="Model size: tiny, demo, small or seed [default: tiny].")
+@click.option("--steps", default=None, type=int, help="Stop at this step count [default: 10000].")
+@click.option("--max-minutes", default=None, type=float, help="Also stop after this many minutes of this invocation.")
+@click.option("--batch-size", default=None, type=int, help="Global batch, split across torchrun processes [default: 32].")
+@click.option("--lr", default=None, type=float, help="AdamW peak learning rate [default: per preset, tiny/demo 1e-3].")
+@click.option("--warmup-steps", default=None, type=int, help="Linear learning-rate warm-up [default: 500].")
+@click.option("--weight-decay", default=None, type=float, help="AdamW weight decay [default: 0].")
+@click.option("--grad-clip", default=None, type=float, help="Gradient norm clip [default: 1.0].")
+@click.option("--ema-halflife", default=None, type=float, help="EMA half-life in samples [default: 50000].")
+@click.option("--precision", default=None, type=click.Choice(["auto", "fp32", "bf16"]),
+              help="auto: bf16 only on CUDA or a CPU with AMX/AVX512-BF16 [default: auto].")
+@click.option("--compile/--no-compile", default=None, help="torch.compile the network [default: no].")
+@click.option("--workers", default=None, type=int, help="Data loader processes per training process [default: 2].")
+@click.option("--seed", default=None, type=int, help="Seed of initialisation, noise and data order [default: 0].")
+@click.option("--background", default=None, help="Background for transparent pixels: white, black, grey or r,g,b "
+              "[default: white].")
+@click.option("--val-fraction", default=None, type=float, help="Objects held out for evaluate --split val [default: 0.05].")
+@click.option("--image-size", default=None, type=int, help="Override the preset's image size (a multiple of its patch).")
+@click.option("--set", "overrides", multiple=True, metavar="NAME=VALUE",
+              help="Override any model/diffusion field of the preset, e.g. --set depth=4 --set prediction=eps.")
+@click.option("--log-every", default=None, type=int, help="Steps per log line [default: 50].")
+@click.option("--ckpt-every", default=None, type=int, help="Steps between checkpoints [default: 1000].")
+@click.option("--ckpt-minutes", default=None, type=float, help="Also checkpoint after this many minutes [default: 10].")
+@click.option("--sample-every", default=None, type=int, help="Steps between sample grids; 0 = at the end [default: 1000].")
+def train_command(data, **kwargs):
+    """Train the DiT on view-pair shards (single process, or every process under torchrun)."""
+    from train.loop import train   # imported here: torch takes seconds, --help should not
+    run(train, data=list(data) or None, **kwargs)
+
+
 CHECKPOINT_HELP = "Run folder (its EMA weights), weights folder, or http(s) URL of a published weights folder; default: weights/reference."
 SAMPLER_OPTIONS = [
     click.option("--checkpoint", default=None, help=CHECKPOINT_HELP),

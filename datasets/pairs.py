@@ -5,6 +5,7 @@ import json
 import os
 import random
 import re
+import signal
 import warnings
 from collections import Counter
 
@@ -224,8 +225,10 @@ class PairStream(IterableDataset):
 
 
 def _worker_init(_):
-    """Loader workers decode images: one intra-op thread each, so they do not fight the training step for cores."""
+    """Loader workers decode images with one thread each (the training step needs the cores); Ctrl-C is for the
+    main process, which saves a checkpoint while its workers keep serving."""
     torch.set_num_threads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def make_loader(spec, image_size, batch_size, background="white", split="train", val_fraction=0.05,

@@ -1,0 +1,128 @@
+"""Checkpoints written atomically (model + EMA in safetensors, optimizer/step/RNG in state.pt), inference loading, export."""
+import hashlib
+import os
+import shutil
+import tempfile
+
+import torch
+from safetensors.torch import load_model, save_model
+
+from model.diffusion import DiffusionConfig, GaussianDiffusion
+from model.dit import DiTConfig, StreamDiT
+from train.config import read_config, write_json_atomic
+
+CHECKPOINT = "checkpoint"
+PREVIOUS = "checkpoint.old"  # the last complete checkpoint while a new one is being swapped in
+
+
+def checkpoint_dir(run_dir: str):
+    """The newest complete checkpoint folder of a run, or None (a crash mid-swap leaves only checkpoint.old)."""
+    for name in (CHECKPOINT, PREVIOUS):
+        path = os.path.join(run_dir, name)
+        if os.path.isfile(os.path.join(path, "state.pt")):
+            return path
+    return None
+
+
+def save_checkpoint(run_dir: str, net, ema_model, optimizer, state: dict) -> str:
+    """Write model.safetensors, ema.safetensors and state.pt into a temporary folder, then swap it in by renames."""
+    tmp = tempfile.mkdtemp(prefix=".checkpoint-", dir=run_dir)
+    os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide the run from other users
+    metadata = {"step": str(state.get("step", 0))}
+    save_model(net, os.path.join(tmp, "model.safetensors"), metadata=metadata)
+    save_model(ema_model, os.path.join(tmp, "ema.safetensors"), metadata=metadata)
+    torch.save(dict(state, optimizer=optimizer.state_dict()), os.path.join(tmp, "state.pt"))
+    final, previous = os.path.join(run_dir, CHECKPOINT), os.path.join(run_dir, PREVIOUS)
+    if os.path.isdir(final):
+        shutil.rmtree(previous, ignore_errors=True)
+        os.replace(final, previous)
+    os.replace(tmp, final)
+    shutil.rmtree(previous, ignore_errors=True)
+    return final
+
+
+def remove_stale_temporaries(run_dir: str) -> None:
+    """Delete half-written checkpoint folders left by a process that was killed while saving."""
+    for name in os.listdir(run_dir):
+        if name.startswith(".checkpoint-"):
+            shutil.rmtree(os.path.join(run_dir, name), ignore_errors=True)
+
+
+def load_checkpoint(run_dir: str, net, ema_model, optimizer, device="cpu"):
+    """Restore weights, EMA and optimizer of a run in place; returns the rest of state.pt, or None without a checkpoint."""
+    path = checkpoint_dir(run_dir)
+    if path is None:
+        return None
+    load_model(net, os.path.join(path, "model.safetensors"), device=str(device))
+    load_model(ema_model, os.path.join(path, "ema.safetensors"), device=str(device))
+    state = torch.load(os.path.join(path, "state.pt"), map_location="cpu", weights_only=False)
+    optimizer.load_state_dict(state.pop("optimizer"))
+    return state
+
+
+def build(config: dict, device="cpu"):
+    """Network and diffusion described by a config dict ({"model": ..., "diffusion": ...})."""
+    try:
+        net = StreamDiT(DiTConfig(**config["model"]))
+        diffusion = GaussianDiffusion(DiffusionConfig(**config["diffusion"]))
+    except (KeyError, TypeError) as e:
+        raise ValueError(f"config.json does not describe a model this version can build: {e}") from e
+    return net.to(device), diffusion
+
+
+def load_for_inference(path: str, device="cpu"):
+    """(net in eval mode, diffusion, config) from a run folder (its EMA weights) or a weights folder."""
+    path = str(path)
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"no such run or weights folder: {path}")
+    ckpt = checkpoint_dir(path)
+    if ckpt is not None:
+        weights = os.path.join(ckpt, "ema.safetensors")
+    elif os.path.isfile(os.path.join(path, "model.safetensors")):
+        weights = os.path.join(path, "model.safetensors")
+    else:
+        raise FileNotFoundError(f"{path} holds no checkpoint: expected a run folder (config.json + checkpoint/) "
+                                f"or a weights folder (model.safetensors + config.json)")
+    config_path = os.path.join(path, "config.json")
+    if not os.path.isfile(config_path):
+        raise FileNotFoundError(f"{path} has weights but no config.json")
+    config = read_config(config_path)
+    net, diffusion = build(config, device)
+    load_model(net, weights, device=str(device))
+    return net.eval().requires_grad_(False), diffusion, config
+
+
+def sha256(path: str) -> str:
+    """Hex SHA-256 of a file, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def export_weights(run_dir: str, out_dir: str) -> str:
+    """Write a weights folder: model.safetensors (the EMA weights), config.json and SHA256SUMS (sha256sum format)."""
+    ckpt = checkpoint_dir(run_dir)
+    if ckpt is None:
+        raise FileNotFoundError(f"{run_dir} holds no checkpoint to export")
+    if os.path.exists(out_dir) and os.listdir(out_dir):
+        raise FileExistsError(f"{out_dir} is not empty: choose another folder for the weights")
+    config = read_config(os.path.join(run_dir, "config.json"))
+    state = torch.load(os.path.join(ckpt, "state.pt"), map_location="cpu", weights_only=False)
+    exported = {"model": config["model"], "diffusion": config["diffusion"],
+                "data": {k: v for k, v in config["data"].items() if k != "shards"},
+                "train": dict(config["train"], step=state["step"], samples=state["samples"])}
+    parent = os.path.dirname(os.path.abspath(out_dir))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".weights-", dir=parent)
+    os.chmod(tmp, 0o755)
+    shutil.copyfile(os.path.join(ckpt, "ema.safetensors"), os.path.join(tmp, "model.safetensors"))
+    write_json_atomic(os.path.join(tmp, "config.json"), exported)
+    sums = "".join(f"{sha256(os.path.join(tmp, n))}  {n}\n" for n in ("model.safetensors", "config.json"))
+    with open(os.path.join(tmp, "SHA256SUMS"), "w") as f:
+        f.write(sums)
+    if os.path.isdir(out_dir):
+        os.rmdir(out_dir)  # empty, checked above
+    os.replace(tmp, out_dir)
+    return out_dir

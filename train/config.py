@@ -1,0 +1,142 @@
+"""The resolved run configuration: preset + options -> one JSON dict, saved as config.json in the run folder."""
+import dataclasses
+import json
+import os
+
+from datasets.images import background_rgb
+from model.presets import get_preset
+
+# Train options and their defaults when neither the command line nor a stored run sets them.
+TRAIN_DEFAULTS = {
+    "preset": "tiny",
+    "steps": 10000,
+    "batch_size": 32,          # global: split across distributed ranks
+    "lr": None,                # None: LR_BY_PRESET
+    "weight_decay": 0.0,
+    "warmup_steps": 500,
+    "grad_clip": 1.0,
+    "ema_halflife": 50000,     # samples
+    "ema_rampup": 0.1,
+    "precision": "auto",
+    "compile": False,
+    "seed": 0,
+    "workers": 2,
+    "shuffle_buffer": 1000,
+    "log_every": 50,
+    "ckpt_every": 1000,        # steps
+    "ckpt_minutes": 10.0,
+    "sample_every": 1000,      # steps; 0 = only at the end
+    "sample_steps": 10,        # DDIM steps of the periodic sample grids (cheap previews)
+    "max_minutes": None,
+}
+DATA_DEFAULTS = {"background": "white", "val_fraction": 0.05}
+# Learning rates that trained these sizes: the original's Adam rate for the seed size, the CPU prototype's for D <= 256.
+LR_BY_PRESET = {"seed": 2.5e-4, "small": 5e-4, "demo": 1e-3, "tiny": 1e-3}
+# These define the run: changing them on --resume would train a different model on different data.
+FIXED_ON_RESUME = ("preset", "background", "val_fraction")
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def read_config(path: str) -> dict:
+    """Read a config.json."""
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def write_json_atomic(path: str, data: dict) -> None:
+    """Write JSON under a temporary name and rename it, so readers never see half a file."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def parse_overrides(items) -> dict:
+    """Turn ["depth=4", "schedule=linear"] into {"depth": 4, "schedule": "linear"} (values parsed as JSON if they can be)."""
+    overrides = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"bad --set {item!r}: expected NAME=VALUE, e.g. depth=4")
+        try:
+            overrides[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key.strip()] = value
+    return overrides
+
+
+def _data_spec(data):
+    """Store local shard paths as absolute paths (the run may be resumed from another directory)."""
+    items = [data] if isinstance(data, str) else list(data)
+    items = [i if "://" in i or i.startswith("pipe:") else os.path.abspath(i) for i in items]
+    return items[0] if len(items) == 1 else items
+
+
+def resolve(out: str, resume: bool, data=None, options: dict = None, model_overrides: dict = None) -> tuple:
+    """The run's full configuration from the stored run (on resume), the given options and the defaults.
+
+    Returns (config, stored) where stored is the previous config dict or None. Options set to None are not given.
+    """
+    options = {k: v for k, v in (options or {}).items() if v is not None}
+    model_overrides = dict(model_overrides or {})
+    path = os.path.join(out, "config.json")
+    stored = read_config(path) if os.path.exists(path) else None
+    if stored is not None and not resume:
+        raise FileExistsError(f"{out} already holds a run (config.json): pass --resume to continue it, "
+                              f"or choose another --out")
+    if stored is None and os.path.isdir(os.path.join(out, "checkpoint")):
+        raise FileExistsError(f"{out} holds a checkpoint but no config.json: choose another --out")
+    if stored is not None:
+        return _resumed(stored, data, options, model_overrides), stored
+    if data is None:
+        raise ValueError("--data is required for a new run")
+    train = dict(TRAIN_DEFAULTS)
+    train.update({k: v for k, v in options.items() if k in TRAIN_DEFAULTS})
+    if train["lr"] is None:
+        train["lr"] = LR_BY_PRESET.get(train["preset"], 3e-4)
+    data_cfg = dict(DATA_DEFAULTS, shards=_data_spec(data))
+    data_cfg.update({k: v for k, v in options.items() if k in DATA_DEFAULTS})
+    model, diffusion = get_preset(train["preset"], **model_overrides)
+    config = {"model": dataclasses.asdict(model), "diffusion": dataclasses.asdict(diffusion), "data": data_cfg,
+              "train": train}
+    validate(config)
+    return config, None
+
+
+def _resumed(stored: dict, data, options: dict, model_overrides: dict) -> dict:
+    """A stored run's config with the options that may change on resume (steps, time, workers, lr...) updated."""
+    config = json.loads(json.dumps(stored))  # deep copy
+    for key in FIXED_ON_RESUME:
+        section = "train" if key in TRAIN_DEFAULTS else "data"
+        if key in options and options[key] != config[section].get(key):
+            raise ValueError(f"--{key.replace('_', '-')} {options[key]} differs from the run being resumed "
+                             f"({config[section].get(key)}); use another --out for a different run")
+    for key, value in model_overrides.items():
+        stored_value = config["model"].get(key, config["diffusion"].get(key))
+        if stored_value != value:
+            raise ValueError(f"model option {key}={value} differs from the run being resumed ({stored_value})")
+    config["train"].update({k: v for k, v in options.items() if k in TRAIN_DEFAULTS})
+    if data is not None:
+        config["data"]["shards"] = _data_spec(data)
+    validate(config)
+    return config
+
+
+def validate(config: dict) -> None:
+    """Reject option values that would fail later, with a one-line reason."""
+    t = config["train"]
+    if t["precision"] not in PRECISIONS:
+        raise ValueError(f"unknown precision {t['precision']!r}: use {', '.join(PRECISIONS)}")
+    for key in ("steps", "batch_size"):
+        if not isinstance(t[key], int) or t[key] < 1:
+            raise ValueError(f"--{key.replace('_', '-')} must be a positive integer, got {t[key]}")
+    if not t["lr"] > 0 or t["grad_clip"] <= 0 or t["warmup_steps"] < 0 or t["ema_halflife"] < 0:
+        raise ValueError("--lr and --grad-clip must be positive, --warmup-steps and --ema-halflife not negative")
+    if t["max_minutes"] is not None and t["max_minutes"] <= 0:
+        raise ValueError(f"--max-minutes must be positive, got {t['max_minutes']}")
+    background_rgb(config["data"]["background"])
+    if not 0 <= config["data"]["val_fraction"] < 1:
+        raise ValueError(f"--val-fraction must be in [0, 1), got {config['data']['val_fraction']}")
+    if config["model"]["learn_sigma"] != config["diffusion"]["learn_sigma"]:
+        raise ValueError("model and diffusion disagree on learn_sigma")
