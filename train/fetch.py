@@ -53,24 +53,32 @@ def fetch_weights(url, cache_dir=None):
     if all((target / name).is_file() for name in WEIGHT_FILES + ("SHA256SUMS",)):
         return target                                   # complete: files only get their final names once checked
     target.mkdir(parents=True, exist_ok=True)
-    sums_text = _download(base + "SHA256SUMS", target / "SHA256SUMS.part", quiet=True).read_text()
-    sums = parse_sha256sums(sums_text)
-    for name in WEIGHT_FILES:
-        if name not in sums:
-            raise ValueError(f"{base}SHA256SUMS lists no checksum for {name}: refusing an unverifiable download")
-        final = target / name
-        if final.is_file():
-            continue
-        part = _download(base + name, target / f"{name}.part")
-        got = sha256_file(part)
-        if got != sums[name]:
-            part.unlink()
-            raise ValueError(f"checksum mismatch for {base}{name}: expected {sums[name]}, got {got}; "
-                             "the download was removed")
-        part.rename(final)
-    (target / "SHA256SUMS.part").rename(target / "SHA256SUMS")   # last: marks the folder complete
+    sums_part = _download(base + "SHA256SUMS", target / "SHA256SUMS.part", quiet=True)
+    try:
+        sums = parse_sha256sums(sums_part.read_text())
+        for name in WEIGHT_FILES:
+            _fetch_checked(base, name, target, sums)
+        sums_part.rename(target / "SHA256SUMS")   # last: marks the folder complete
+    finally:
+        sums_part.unlink(missing_ok=True)
     print(f"fetched {base} -> {target} (checksums match SHA256SUMS)", file=sys.stderr)
     return target
+
+
+def _fetch_checked(base, name, target, sums):
+    """Download base+name into target unless a copy with the listed checksum is there; refuse a mismatch."""
+    if name not in sums:
+        raise ValueError(f"{base}SHA256SUMS lists no checksum for {name}: refusing an unverifiable download")
+    final = target / name
+    if final.is_file() and sha256_file(final) == sums[name]:
+        return                                      # left by an earlier, interrupted fetch of the same files
+    part = _download(base + name, target / f"{name}.part")
+    got = sha256_file(part)
+    if got != sums[name]:
+        part.unlink()
+        raise ValueError(f"checksum mismatch for {base}{name}: expected {sums[name]}, got {got}; "
+                         "the download was removed")
+    part.replace(final)
 
 
 def parse_sha256sums(text):

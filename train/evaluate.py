@@ -1,0 +1,148 @@
+"""Score a checkpoint's turned views against the true targets, next to the copy-the-input and mean-image baselines."""
+import csv
+import io
+import itertools
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from datasets.images import background_rgb, to_pil
+from datasets.pairs import iter_pairs
+from train.checkpoint import load_for_inference
+from train.fetch import resolve_checkpoint
+from train.metrics import MASK_THRESHOLD, PSNR_CAP_DB, all_metrics, to_unit_hwc
+from train.sample import make_generator, pick_device, save_image
+
+METRICS = ("psnr", "ssim", "mask_iou")
+ROWS = ("model", "copy", "mean")
+GRID_ROWS = 16
+GRID_CELL_PX = 96
+
+
+def mean_target(data, image_size, background, val_fraction, max_pairs):
+    """Mean target image [3,H,W] of the training split of `data` (the whole of it if that split is empty)."""
+    for split in ("train", "all"):
+        total, n = None, 0
+        for pair in itertools.islice(iter_pairs(data, image_size, background, split, val_fraction), max_pairs):
+            total = pair["tgt"].double() if total is None else total + pair["tgt"]
+            n += 1
+        if n:
+            return (total / n).float(), f"{split} split of {data} ({n} pairs)"
+    raise ValueError(f"no pairs in {data}")
+
+
+def evaluate(checkpoint, data, out, split="val", steps=50, sampler="ddim", eta=0.0, cfg_scale=2.0, seed=0,
+             limit=None, batch_size=16, device="auto", mean_pairs=2000, val_fraction=None, cache_dir=None):
+    """Evaluate on the `split` pairs of `data`; write the JSON report, a per-pair CSV and a PNG grid; return the report."""
+    if steps < 1 or batch_size < 1 or (limit is not None and limit < 1):
+        raise ValueError("--steps, --batch-size and --limit must be at least 1")
+    out = Path(out)
+    if out.suffix.lower() != ".json":
+        raise ValueError(f"--out must name a .json report, got {out}")
+    path = resolve_checkpoint(checkpoint, cache_dir)
+    net, diffusion, config = load_for_inference(path, device=pick_device(device))
+    size, background = config["model"]["image_size"], config["data"].get("background", "white")
+    if val_fraction is None:
+        val_fraction = config["data"].get("val_fraction", 0.05)
+
+    pairs = list(itertools.islice(iter_pairs(data, size, background, split, val_fraction), limit))
+    if not pairs:
+        raise ValueError(f"no {split} pairs in {data} (val_fraction {val_fraction}); try --split all")
+    mean_image, mean_from = mean_target(data, size, background, val_fraction, mean_pairs)
+    src = torch.stack([p["src"] for p in pairs])
+    tgt = torch.stack([p["tgt"] for p in pairs])
+    camera = torch.stack([p["camera"] for p in pairs]) if config["model"].get("camera_dim", 0) else None
+
+    start = time.time()
+    with tqdm(total=math.ceil(len(pairs) / batch_size) * steps, desc=f"evaluate {len(pairs)} pairs", unit="step") as bar:
+        generate = make_generator(net, diffusion, steps=steps, sampler=sampler, eta=eta, cfg_scale=cfg_scale,
+                                  seed=seed, batch_size=batch_size, bar=bar)
+        generated = generate(src, camera)
+    seconds = time.time() - start
+
+    bg = background_rgb(background)
+    rows = []
+    for i, pair in enumerate(pairs):
+        target = to_unit_hwc(tgt[i])
+        guesses = {"model": generated[i], "copy": src[i], "mean": mean_image}
+        scores = {who: all_metrics(to_unit_hwc(img), target, bg) for who, img in guesses.items()}
+        rows.append({"key": pair["key"], "uid": pair["uid"],
+                     **{f"{who}_{m}": scores[who][m] for who in ROWS for m in METRICS}})
+    average = {who: {m: sum(r[f"{who}_{m}"] for r in rows) / len(rows) for m in METRICS} for who in ROWS}
+
+    report = {
+        "model": average["model"],
+        "baselines": {"copy": average["copy"], "mean": average["mean"]},
+        "n": len(rows),
+        "checkpoint": str(checkpoint if checkpoint is not None else path),
+        "sampler": sampler,
+        "steps": steps,
+        "eta": eta,
+        "cfg_scale": cfg_scale,
+        "seed": seed,
+        "data": str(data),
+        "split": split,
+        "val_fraction": val_fraction,
+        "image_size": size,
+        "background": background,
+        "mean_from": mean_from,
+        "mask_threshold": MASK_THRESHOLD,
+        "psnr_cap_db": PSNR_CAP_DB,
+        "seconds": round(seconds, 1),
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_csv(rows, out.with_suffix(".csv"))
+    save_image(grid_image(src, generated, tgt, mean_image, background), out.with_suffix(".png"))
+    write_text(out, json.dumps(report, indent=2) + "\n")   # last: its presence means the evaluation is complete
+    print(format_table(report), file=sys.stdout)
+    print(f"evaluated {len(rows)} {split} pairs in {seconds:.1f} s -> {out}, {out.with_suffix('.csv').name}, "
+          f"{out.with_suffix('.png').name}", file=sys.stderr)
+    return report
+
+
+def write_text(path, text):
+    """Write a text file atomically (temporary name, then rename)."""
+    tmp = Path(path).with_name(Path(path).name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_csv(rows, path):
+    """One line per evaluated pair: its key, object uid and every metric of the model and both baselines."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: f"{v:.4f}" if isinstance(v, float) else v for k, v in row.items()})
+    write_text(path, buffer.getvalue())
+
+
+def grid_image(src, generated, tgt, mean_image, background):
+    """Rows of the first GRID_ROWS pairs: condition (= the copy baseline) | generated | target | mean baseline."""
+    n = min(GRID_ROWS, len(src))
+    gap = 2
+    canvas = Image.new("RGB", (4 * GRID_CELL_PX + 3 * gap, n * GRID_CELL_PX + (n - 1) * gap),
+                       tuple(255 - c for c in background_rgb(background)))
+    for i in range(n):
+        for j, image in enumerate((src[i], generated[i], tgt[i], mean_image)):
+            cell = to_pil(image).resize((GRID_CELL_PX, GRID_CELL_PX), Image.Resampling.NEAREST)
+            canvas.paste(cell, (j * (GRID_CELL_PX + gap), i * (GRID_CELL_PX + gap)))
+    return canvas
+
+
+def format_table(report):
+    """The report as a small text table: one row for the model and one per baseline."""
+    rows = {"model": report["model"], **{f"{k} baseline": v for k, v in report["baselines"].items()}}
+    lines = [f"{'':16} {'PSNR dB':>8} {'SSIM':>6} {'mask IoU':>9}"]
+    for name, m in rows.items():
+        lines.append(f"{name:16} {m['psnr']:8.2f} {m['ssim']:6.3f} {m['mask_iou']:9.3f}")
+    lines.append(f"n = {report['n']} {report['split']} pairs, {report['sampler']} {report['steps']} steps, "
+                 f"cfg {report['cfg_scale']}, {report['image_size']} px, checkpoint {report['checkpoint']}")
+    return "\n".join(lines)

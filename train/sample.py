@@ -1,0 +1,147 @@
+"""Generate the turned view (or a whole turntable) of any images with a trained checkpoint."""
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from datasets.images import load_image, to_pil, to_tensor
+from train.checkpoint import load_for_inference
+from train.fetch import resolve_checkpoint
+from train.turntable import display_frames, strip_image, turntable_views
+
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+GIF_FRAME_MS = 500
+
+
+def list_inputs(inputs):
+    """Image files from a list of files and folders (a folder contributes its image files, sorted)."""
+    files = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            files += sorted(p for p in item.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        elif item.exists():
+            files.append(item)
+        else:
+            raise FileNotFoundError(f"input not found: {item}")
+    if not files:
+        raise ValueError(f"no images found in: {', '.join(map(str, inputs)) or '(no inputs given)'}")
+    return files
+
+
+def pick_device(name):
+    """"auto" means CUDA when available, else CPU; anything else is passed to torch as is."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def save_image(img, path, **save_kwargs):
+    """Write an image under a temporary name and rename it, so a killed run leaves no half-written file."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    img.save(tmp, format=path.suffix.lstrip(".").upper().replace("JPG", "JPEG"), **save_kwargs)
+    os.replace(tmp, path)
+
+
+def make_generator(net, diffusion, *, steps, sampler, eta, cfg_scale, seed, batch_size, bar):
+    """A `generate(cond, camera)` running the sampler over a batch in chunks of batch_size, ticking `bar`."""
+    # One CPU generator drawn from in order: the same seed gives the same images on any device.
+    rng = torch.Generator().manual_seed(seed)
+    device = next(net.parameters()).device
+
+    @torch.no_grad()
+    def generate(cond, camera=None):
+        outs = []
+        for start in range(0, cond.shape[0], batch_size):
+            chunk = cond[start:start + batch_size].to(device)
+            cam = None if camera is None else camera[start:start + batch_size].to(device)
+            outs.append(diffusion.sample(net, chunk, steps=steps, sampler=sampler, eta=eta, cfg_scale=cfg_scale,
+                                         camera=cam, generator=rng, progress=lambda i, n: bar.update(1)).cpu())
+        return torch.cat(outs)
+
+    return generate
+
+
+def check_options(steps, num_samples, turntable, batch_size):
+    """Reject option values that cannot work, with a one-line reason."""
+    if steps < 1:
+        raise ValueError("--steps must be at least 1")
+    if num_samples < 1:
+        raise ValueError("--num-samples must be at least 1")
+    if turntable == 1 or turntable < 0:
+        raise ValueError("--turntable needs at least 2 views (0 = a single turned view)")
+    if batch_size < 1:
+        raise ValueError("--batch-size must be at least 1")
+
+
+def unique_stems(files):
+    """Output name stems, one per input, made unique when two inputs share a name (a/x.png, b/x.jpg)."""
+    stems, seen = [], set()
+    for f in files:
+        stem, k = f.stem, 2
+        while stem in seen:
+            stem, k = f"{f.stem}-{k}", k + 1
+        seen.add(stem)
+        stems.append(stem)
+    return stems
+
+
+def sample(checkpoint, inputs, out, steps=50, sampler="ddim", eta=0.0, cfg_scale=2.0, seed=0, num_samples=1,
+           turntable=0, device="auto", batch_size=16, cache_dir=None):
+    """Write the turned view(s) of every input image into `out`, each next to its prepared input; returns the paths."""
+    check_options(steps, num_samples, turntable, batch_size)
+    files = list_inputs(inputs)
+    images = [load_image(f) for f in files]   # every input decodes before any work starts
+    path = resolve_checkpoint(checkpoint, cache_dir)
+    net, diffusion, config = load_for_inference(path, device=pick_device(device))
+    size, background = config["model"]["image_size"], config["data"].get("background", "white")
+    conds = torch.stack([to_tensor(img, size, background) for img in images])
+    cond = conds.repeat_interleave(num_samples, dim=0)   # item i * num_samples + j = sample j of input i
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    passes = max(1, turntable - 1)
+    start = time.time()
+    with tqdm(total=math.ceil(len(cond) / batch_size) * steps * passes, desc="sample", unit="step") as bar:
+        generate = make_generator(net, diffusion, steps=steps, sampler=sampler, eta=eta, cfg_scale=cfg_scale,
+                                  seed=seed, batch_size=batch_size, bar=bar)
+        if turntable:
+            views = turntable_views(generate, cond, turntable, config["model"].get("camera_dim", 0))
+        else:
+            turned = generate(cond)
+
+    written = []
+    for i, stem in enumerate(unique_stems(files)):
+        if not turntable:   # a turntable's view00 is the prepared input
+            save_image(to_pil(conds[i]), out / f"{stem}_input.png")
+            written.append(out / f"{stem}_input.png")
+        for j in range(num_samples):
+            k = i * num_samples + j
+            tag = stem if num_samples == 1 else f"{stem}_s{j}"
+            if turntable:
+                written += write_turntable(views, k, out, tag)
+            else:
+                save_image(to_pil(turned[k]), out / f"{tag}_turned.png")
+                written.append(out / f"{tag}_turned.png")
+    what = f"{turntable}-view turntables" if turntable else "turned views"
+    print(f"sampled {len(files)} input(s) x {num_samples} sample(s) ({what}, {sampler} {steps} steps, "
+          f"cfg {cfg_scale}) in {time.time() - start:.1f} s -> {out}", file=sys.stderr)
+    return written
+
+
+def write_turntable(views, index, out, tag):
+    """Write batch item `index` of a turntable: one PNG per view, a strip PNG and an animated GIF."""
+    paths = []
+    for k, view in enumerate(views):
+        paths.append(out / f"{tag}_view{k:02d}.png")
+        save_image(to_pil(view[index]), paths[-1])
+    frames = display_frames(views, index)
+    paths.append(out / f"{tag}_turntable.png")
+    save_image(strip_image(frames), paths[-1])
+    paths.append(out / f"{tag}_turntable.gif")
+    save_image(frames[0], paths[-1], save_all=True, append_images=frames[1:], duration=GIF_FRAME_MS, loop=0)
+    return paths
