@@ -18,7 +18,8 @@ def parse_elevation_range(text):
     return low, high
 
 
-def _settings(size, pairs_per_object, delta_azimuth, elevation_range, seed, backend):
+def make_settings(size, pairs_per_object, delta_azimuth, elevation_range, seed, backend):
+    """RenderSettings from the common command-line options."""
     return RenderSettings(size=size, pairs_per_object=pairs_per_object, delta_azimuth_deg=float(delta_azimuth),
                           elevation_range=parse_elevation_range(elevation_range), seed=seed, backend=backend)
 
@@ -28,7 +29,7 @@ def render_procedural(count, out, size=256, pairs_per_object=4, delta_azimuth=60
     """Render `count` built-in objects made from `seed` into shards in `out`."""
     if count < 1:
         raise ValueError(f"--count must be at least 1, got {count}")
-    settings = _settings(size, pairs_per_object, delta_azimuth, elevation_range, seed, backend)
+    settings = make_settings(size, pairs_per_object, delta_azimuth, elevation_range, seed, backend)
     specs = [ObjectSpec(procedural_uid(seed, i), "procedural", make_object, (seed, i)) for i in range(count)]
     return run_render_job(specs, out, settings, "procedural", **job)
 
@@ -59,7 +60,7 @@ def find_mesh_files(paths):
 def render_meshes(paths, out, size=256, pairs_per_object=4, delta_azimuth=60.0, elevation_range="-10,40",
                   seed=0, backend="auto", **job):
     """Render mesh files (GLB/GLTF/OBJ/PLY/STL), given directly or found in folders, into shards in `out`."""
-    settings = _settings(size, pairs_per_object, delta_azimuth, elevation_range, seed, backend)
+    settings = make_settings(size, pairs_per_object, delta_azimuth, elevation_range, seed, backend)
     specs = [ObjectSpec(uid, "meshes", load_mesh_file, (str(path),), path=str(path))
              for uid, path in find_mesh_files(paths)]
     return run_render_job(specs, out, settings, "meshes", **job)

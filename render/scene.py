@@ -17,7 +17,9 @@ class Part:
 
 def load_mesh_file(path):
     """Read a GLB/GLTF/OBJ/PLY/STL file into normalised parts; raise ValueError when it holds no usable triangles."""
-    scene = trimesh.load(str(path), force="scene")
+    # process=False: keep the file as it is (no vertex merging, which is slow on big meshes and drops NaN
+    # vertices silently); broken coordinates are then reported by normalise().
+    scene = trimesh.load(str(path), force="scene", process=False)
     return normalise(scene_parts(scene))
 
 

@@ -74,6 +74,7 @@ class WorkerPool:
         try:
             kind, payload = worker["conn"].recv()
         except (EOFError, OSError):
+            worker["process"].join(timeout=5)
             spec, code = worker["spec"], worker["process"].exitcode
             self._replace(worker)
             if spec is None:
