@@ -14,7 +14,9 @@ def natural_key(name):
 
 def find_rings(root):
     """(uid, folder, sorted image paths) for `root` and every folder below it that directly holds images."""
-    folders = [root] + sorted(p for p in root.rglob("*") if p.is_dir())
+    # hidden folders (.ipynb_checkpoints, .thumbnails) hold copies, not views
+    folders = [root] + sorted(p for p in root.rglob("*")
+                              if p.is_dir() and not any(part.startswith(".") for part in p.relative_to(root).parts))
     rings, seen = [], set()
     for folder in folders:
         images = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),

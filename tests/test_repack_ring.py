@@ -55,6 +55,7 @@ def test_every_consecutive_pair_including_last_to_first(tmp_path):
     make_ring(root / "transparent", 6, alpha=True)
     make_ring(root / "single", 1)
     make_ring(root / "partial", 4)
+    make_ring(root / ".ipynb_checkpoints" / "obj_a", 6)
     summary = repack_ring(root, tmp_path / "out", size=24, workers=1)
     samples = read_shards(tmp_path / "out")
     assert len(samples) == 4 * 6 + 3
