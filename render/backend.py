@@ -38,6 +38,9 @@ def import_pyrender(backend):
     if "OpenGL" in sys.modules and current != platform:
         raise ValueError(f"OpenGL was already imported for platform {current!r}; cannot switch to {platform!r}")
     os.environ["PYOPENGL_PLATFORM"] = platform
+    # We parallelise with processes; llvmpipe's own raster threads only add synchronisation at these sizes
+    # (measured ~2x faster per process with 0). Ignored by GPU drivers.
+    os.environ.setdefault("LP_NUM_THREADS", "0")
     import pyrender
     import pyrender.font
     import pyrender.shader_program

@@ -1,5 +1,6 @@
 """Built-in objects made from (seed, index): several coloured parts, some textured, never symmetric about +Y."""
 import colorsys
+import functools
 
 import numpy as np
 import trimesh
@@ -7,7 +8,8 @@ from PIL import Image
 
 from render.scene import Part, normalise
 
-TEXTURED_FRACTION = 0.4   # share of objects with an image-textured part
+TEXTURED_FRACTION = 0.4   # share of objects with an image-textured body
+ROUND = {"sphere", "capsule", "torus", "cylinder"}   # shaded smooth; the others flat
 
 
 def procedural_uid(seed, index):
@@ -15,11 +17,34 @@ def procedural_uid(seed, index):
     return f"proc-s{seed}-{index:06d}"
 
 
+@functools.lru_cache(maxsize=None)
+def _template(kind):
+    """Unit-sized vertices and faces of a shape, built once per process (trimesh's builders are slow)."""
+    mesh = {"box": lambda: trimesh.creation.box((1.0, 1.0, 1.0)),
+            "cylinder": lambda: trimesh.creation.cylinder(radius=0.5, height=1.0, sections=24),
+            "capsule": lambda: trimesh.creation.capsule(height=1.0, radius=0.35, count=[16, 16]),
+            "cone": lambda: trimesh.creation.cone(radius=0.5, height=1.0, sections=20),
+            "sphere": lambda: trimesh.creation.icosphere(subdivisions=2, radius=0.5),
+            "torus": lambda: trimesh.creation.torus(major_radius=0.5, minor_radius=0.14, major_sections=24,
+                                                    minor_sections=10)}[kind]()
+    return mesh.vertices.copy(), mesh.faces.copy()
+
+
+def _shape(kind, scale):
+    """A new mesh of `kind` stretched by `scale` (x, y, z)."""
+    vertices, faces = _template(kind)
+    mesh = trimesh.Trimesh(vertices * np.asarray(scale, dtype=np.float64), faces, process=False)
+    mesh.metadata["kind"] = kind
+    return mesh
+
+
 def make_object(seed, index):
     """Build object `index` of `seed` as normalised parts: a body plus 2-5 attachments at scattered azimuths."""
     rng = np.random.default_rng([seed, index])
     hues = (rng.random() + np.arange(6) * 0.17 + rng.uniform(-0.04, 0.04, 6)) % 1.0
-    body = _body(rng)
+    size = rng.uniform(0.5, 1.2, 3)
+    body_kind = ("box", "cylinder", "capsule")[rng.integers(3)]
+    body = _shape(body_kind, size if body_kind == "box" else (size[0], size[0], size[1]))
     parts = [Part(body, np.eye(4))]
     half = body.extents / 2
     # Attachments at distinct azimuths (no two within 50 degrees) so that no turn maps the object onto itself.
@@ -27,7 +52,7 @@ def make_object(seed, index):
     for azimuth in np.radians(azimuths):
         direction = np.array([np.sin(azimuth), 0.0, np.cos(azimuth)])
         height = rng.uniform(-0.8, 0.9) * half[1]
-        attachment = _primitive(rng, scale=rng.uniform(0.5, 1.0) * half.max())
+        attachment = _attachment(rng, scale=rng.uniform(0.5, 1.0) * half.max())
         offset = direction * (np.abs(direction * half).max() + attachment.extents.max() * 0.25)
         pose = trimesh.transformations.random_rotation_matrix(rng.random(3))
         pose[:3, 3] = offset + [0.0, height, 0.0]
@@ -41,30 +66,12 @@ def make_object(seed, index):
     return normalise(parts)
 
 
-def _body(rng):
-    """The main block: a box, cylinder or capsule with uneven proportions."""
-    kind = rng.integers(3)
-    size = rng.uniform(0.5, 1.2, 3)
-    if kind == 0:
-        return trimesh.creation.box(size)
-    if kind == 1:
-        return trimesh.creation.cylinder(radius=size[0] / 2, height=size[1], sections=24)
-    return trimesh.creation.capsule(height=size[1], radius=size[0] / 3, count=[16, 16])
-
-
-def _primitive(rng, scale):
-    """A small part: box, cone, sphere, cylinder or torus, `scale` across."""
-    kind = rng.integers(5)
-    if kind == 0:
-        return trimesh.creation.box(rng.uniform(0.4, 1.0, 3) * scale)
-    if kind == 1:
-        return trimesh.creation.cone(radius=scale / 2, height=scale * rng.uniform(0.8, 1.6), sections=20)
-    if kind == 2:
-        return trimesh.creation.icosphere(subdivisions=2, radius=scale / 2)
-    if kind == 3:
-        return trimesh.creation.cylinder(radius=scale / 4, height=scale * 1.5, sections=16)
-    return trimesh.creation.torus(major_radius=scale / 2, minor_radius=scale / 7, major_sections=24,
-                                  minor_sections=10)
+def _attachment(rng, scale):
+    """A small part: box, cone, sphere, rod or torus, about `scale` across."""
+    kind = ("box", "cone", "sphere", "cylinder", "torus")[rng.integers(5)]
+    stretch = {"box": rng.uniform(0.4, 1.0, 3), "cone": [1.0, 1.0, rng.uniform(0.8, 1.6)],
+               "sphere": [1.0, 1.0, 1.0], "cylinder": [0.5, 0.5, 1.5], "torus": [1.0, 1.0, 1.0]}[kind]
+    return _shape(kind, np.asarray(stretch) * scale)
 
 
 def _rgb(hue, rng):
@@ -74,12 +81,12 @@ def _rgb(hue, rng):
 
 
 def _colour(part, hue, rng):
-    """Paint a part one colour: faces (flat shading) for boxy parts, vertices (smooth) for round ones."""
+    """Paint a part one colour: on its vertices (smooth shading) for round shapes, on its faces (flat) otherwise."""
     colour = _rgb(hue, rng)
-    if len(part.mesh.faces) <= 200:
-        part.mesh.visual.face_colors = colour
-    else:
+    if part.mesh.metadata["kind"] in ROUND:
         part.mesh.visual.vertex_colors = colour
+    else:
+        part.mesh.visual.face_colors = colour
 
 
 def _texture(part, rng, hue):

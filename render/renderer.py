@@ -1,8 +1,11 @@
 """Offscreen pyrender renderer, one per process and reused across objects: posed parts + views -> RGBA images."""
 import numpy as np
+import trimesh
 
 from render.backend import import_pyrender
 from render.camera import FOV_DEG
+
+UNCOLOURED = [180, 180, 180, 255]   # parts without any colour: light grey, not pyrender's dark default
 
 
 class Renderer:
@@ -17,10 +20,13 @@ class Renderer:
         """Make a pyrender scene (meshes, camera, lights) from posed parts; returns (scene, camera_node, light_node)."""
         pr = self.pyrender
         scene = pr.Scene(bg_color=[0.0, 0.0, 0.0, 0.0], ambient_light=[0.45, 0.45, 0.45])
+        coloured = [p for p in parts if p.mesh.visual.kind != "texture"]
+        if coloured:
+            # pyrender's cost is mostly Python per primitive per frame: draw all plain-coloured parts as one.
+            scene.add(self._merged_colour_mesh(coloured))
         for part in parts:
-            # Face colours need flat shading; everything else keeps the file's own normals.
-            smooth = part.mesh.visual.kind != "face"
-            scene.add(pr.Mesh.from_trimesh(part.mesh, smooth=smooth), pose=part.pose)
+            if part.mesh.visual.kind == "texture":
+                scene.add(pr.Mesh.from_trimesh(part.mesh), pose=part.pose)
         camera = scene.add(pr.PerspectiveCamera(yfov=np.radians(FOV_DEG), aspectRatio=1.0, znear=0.05, zfar=20.0))
         # A headlight that follows the camera means the visible side is always lit, whatever the view;
         # a fixed light from above keeps some shape cues.
@@ -29,6 +35,37 @@ class Renderer:
         top[:3, :3] = [[1, 0, 0], [0, 0, 1], [0, -1, 0]]   # light's -Z points down (-Y)
         scene.add(pr.DirectionalLight(color=np.ones(3), intensity=1.5), pose=top)
         return scene, camera, headlight
+
+    def _merged_colour_mesh(self, parts):
+        """One pyrender mesh (world coordinates, a colour per triangle corner) for parts without textures."""
+        positions, normals, colours = [], [], []
+        for part in parts:
+            mesh, pose = part.mesh, part.pose
+            corners = trimesh.transform_points(mesh.vertices, pose)[mesh.faces]          # (F, 3, 3)
+            if mesh.visual.kind == "vertex":
+                # Smooth parts keep their vertex normals, carried into the world by the normal matrix.
+                normal_matrix = np.linalg.inv(pose[:3, :3]).T
+                corner_normals = (mesh.vertex_normals @ normal_matrix.T)[mesh.faces]
+                corner_colours = mesh.visual.vertex_colors[mesh.faces]
+            else:
+                face_normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+                corner_normals = np.repeat(face_normals[:, None], 3, axis=1)
+                face_colours = (mesh.visual.face_colors if mesh.visual.kind == "face"
+                                else np.tile(UNCOLOURED, (len(mesh.faces), 1)))
+                corner_colours = np.repeat(face_colours[:, None], 3, axis=1)
+            positions.append(corners.reshape(-1, 3))
+            normals.append(corner_normals.reshape(-1, 3))
+            colours.append(np.asarray(corner_colours).reshape(-1, 4))
+        normals = np.concatenate(normals)
+        normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
+        colours = np.concatenate(colours).astype(np.float32) / 255.0
+        opaque = bool((colours[:, 3] >= 1.0).all())
+        material = self.pyrender.MetallicRoughnessMaterial(
+            baseColorFactor=[1.0, 1.0, 1.0, 1.0], metallicFactor=0.0, roughnessFactor=0.8,
+            alphaMode="OPAQUE" if opaque else "BLEND")
+        primitive = self.pyrender.Primitive(positions=np.concatenate(positions), normals=normals, color_0=colours,
+                                            material=material)
+        return self.pyrender.Mesh([primitive])
 
     def render_views(self, parts, views):
         """RGBA uint8 images (size x size x 4) of the parts seen from each view; alpha is coverage."""
