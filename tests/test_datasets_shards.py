@@ -139,3 +139,27 @@ def test_empty_split_is_a_clear_error(tmp_path):
     folder = write_shards(tmp_path, objects=2, pairs=1, per_shard=2)
     with pytest.raises(ValueError, match="no usable train samples"):
         next(iter(make_loader(folder, 16, 2, workers=0, val_fraction=1.0)))
+
+
+def first_epoch_keys(folder, slot, slots, monkeypatch):
+    """Keys one reader (rank x worker slot) reads in the first epoch."""
+    from datasets import pairs
+
+    monkeypatch.setattr(pairs, "_slot", lambda: (slot, slots))
+    stream = pairs.PairStream(resolve_shards(folder), 8, 1, "white", "all", 0.0, 0, 0)
+    keys = []
+    for (sample, _meta), _ in zip(stream._epochs(slot, slots), range(1000)):
+        if sample["__key__"] in keys:
+            break  # second epoch
+        keys.append(sample["__key__"])
+    return keys
+
+
+def test_ranks_read_disjoint_shares_of_an_epoch(tmp_path, monkeypatch):
+    many = write_shards(tmp_path / "many", objects=12, pairs=1, per_shard=2, size=8)  # 6 shards, 4 readers
+    few = write_shards(tmp_path / "few", objects=6, pairs=1, per_shard=3, size=8)  # 2 shards, 4 readers
+    for folder, total in ((many, 12), (few, 6)):
+        shares = [first_epoch_keys(folder, slot, 4, monkeypatch) for slot in range(4)]
+        assert all(shares), shares  # nobody idles
+        flat = [k for share in shares for k in share]
+        assert len(flat) == len(set(flat)) == total

@@ -4,6 +4,7 @@ import json
 import os
 
 from datasets.images import background_rgb
+from datasets.pairs import resolve_shards
 from model.presets import get_preset
 
 # Train options and their defaults when neither the command line nor a stored run sets them.
@@ -82,15 +83,20 @@ def resolve(out: str, resume: bool, data=None, options: dict = None, model_overr
     model_overrides = dict(model_overrides or {})
     path = os.path.join(out, "config.json")
     stored = read_config(path) if os.path.exists(path) else None
-    if stored is not None and not resume:
-        raise FileExistsError(f"{out} already holds a run (config.json): pass --resume to continue it, "
-                              f"or choose another --out")
-    if stored is None and os.path.isdir(os.path.join(out, "checkpoint")):
-        raise FileExistsError(f"{out} holds a checkpoint but no config.json: choose another --out")
-    if stored is not None:
+    has_checkpoint = any(os.path.isdir(os.path.join(out, n)) for n in ("checkpoint", "checkpoint.old"))
+    if stored is not None and resume:
         return _resumed(stored, data, options, model_overrides), stored
     if data is None:
         raise ValueError("--data is required for a new run")
+    config = json.loads(json.dumps(_fresh(data, options, model_overrides)))  # as it will read back from JSON
+    # A folder whose run never reached a checkpoint may be reused by the same command; anything else is kept safe.
+    if (stored is not None and (has_checkpoint or stored != config)) or (stored is None and has_checkpoint):
+        raise FileExistsError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
+    return config, None
+
+
+def _fresh(data, options: dict, model_overrides: dict) -> dict:
+    """A new run's config: defaults, then the preset, then the options given."""
     train = dict(TRAIN_DEFAULTS)
     train.update({k: v for k, v in options.items() if k in TRAIN_DEFAULTS})
     if train["lr"] is None:
@@ -101,7 +107,7 @@ def resolve(out: str, resume: bool, data=None, options: dict = None, model_overr
     config = {"model": dataclasses.asdict(model), "diffusion": dataclasses.asdict(diffusion), "data": data_cfg,
               "train": train}
     validate(config)
-    return config, None
+    return config
 
 
 def _resumed(stored: dict, data, options: dict, model_overrides: dict) -> dict:
@@ -136,6 +142,7 @@ def validate(config: dict) -> None:
     if t["max_minutes"] is not None and t["max_minutes"] <= 0:
         raise ValueError(f"--max-minutes must be positive, got {t['max_minutes']}")
     background_rgb(config["data"]["background"])
+    resolve_shards(config["data"]["shards"])  # fail now, not after building the model
     if not 0 <= config["data"]["val_fraction"] < 1:
         raise ValueError(f"--val-fraction must be in [0, 1), got {config['data']['val_fraction']}")
     if config["model"]["learn_sigma"] != config["diffusion"]["learn_sigma"]:

@@ -1,0 +1,69 @@
+"""Checkpoints: inference loading of run and weights folders, export with checksums, a crash mid-swap, EMA maths."""
+import hashlib
+import json
+import os
+import shutil
+
+import pytest
+import torch
+
+from test_datasets_shards import write_shards
+from train.checkpoint import checkpoint_dir, export_weights, load_for_inference
+from train.ema import EMA
+from train.loop import train
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A 3-step tiny run."""
+    tmp = tmp_path_factory.mktemp("ckpt")
+    data = write_shards(tmp / "d", objects=2, pairs=1, per_shard=2)
+    torch.set_num_threads(1)  # a shared 2-core machine: one spinning OpenMP thread per process, not two
+    train(data, tmp / "run", preset="tiny", steps=3, batch_size=2, workers=0, sample_every=0, progress=False)
+    return tmp / "run"
+
+
+def test_load_run_and_exported_weights(run, tmp_path):
+    net, diffusion, config = load_for_inference(run)
+    assert not net.training and config["data"]["background"] == "white" and diffusion.num_steps > 0
+    out = export_weights(run, tmp_path / "weights")
+    assert sorted(os.listdir(out)) == ["SHA256SUMS", "config.json", "model.safetensors"]
+    for line in open(os.path.join(out, "SHA256SUMS")):
+        digest, name = line.split()
+        assert hashlib.sha256(open(os.path.join(out, name), "rb").read()).hexdigest() == digest
+    exported = json.load(open(os.path.join(out, "config.json")))
+    assert exported["train"]["step"] == 3 and "shards" not in exported["data"]
+    net2, _, _ = load_for_inference(out)
+    for (k, a), (_, b) in zip(net.state_dict().items(), net2.state_dict().items()):
+        assert torch.equal(a, b), k
+    x = torch.zeros(1, 3, 32, 32)
+    assert net2(x, torch.tensor([10]), x).shape == (1, 6, 32, 32)
+    with pytest.raises(FileExistsError):
+        export_weights(run, out)
+    with pytest.raises(FileNotFoundError, match="holds no checkpoint"):
+        load_for_inference(tmp_path)
+
+
+def test_a_crash_between_renames_keeps_the_previous_checkpoint(run, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    os.replace(copy / "checkpoint", copy / "checkpoint.old")  # killed after moving the old one aside
+    (copy / ".checkpoint-abc").mkdir()  # and a half-written new one
+    assert checkpoint_dir(copy) == str(copy / "checkpoint.old")
+    load_for_inference(copy)
+    summary = train(None, copy, steps=4, resume=True, progress=False)
+    assert summary["step"] == 4 and checkpoint_dir(copy) == str(copy / "checkpoint")
+    assert not (copy / "checkpoint.old").exists() and not (copy / ".checkpoint-abc").exists()
+
+
+def test_ema_half_life_and_warm_up():
+    net = torch.nn.Linear(2, 2)
+    ema = EMA(net, halflife_samples=1000, rampup=0.1)
+    assert ema.decay(samples_seen=100_000, batch=1000) == pytest.approx(0.5)  # one half-life per 1000 samples
+    assert ema.decay(samples_seen=500, batch=50) == pytest.approx(0.5)  # warm-up: half-life 0.1 x 500 = 50 samples
+    assert EMA(net, 1000, rampup=0).decay(10, 10) == pytest.approx(0.5 ** 0.01)
+    with torch.no_grad():
+        net.weight.fill_(1.0)
+    for seen in range(1000, 11000, 1000):
+        ema.update(net, seen, 1000)
+    assert torch.allclose(ema.model.weight, torch.ones(2, 2), atol=2e-3)  # 10 half-lives: within 1/1024
