@@ -95,11 +95,11 @@ def sample(checkpoint, inputs, out, steps=50, sampler="ddim", eta=0.0, cfg_scale
     """Write the turned view(s) of every input image into `out`, each next to its prepared input; returns the paths."""
     check_options(steps, num_samples, turntable, batch_size)
     files = list_inputs(inputs)
-    images = [load_image(f) for f in files]   # every input decodes before any work starts
     path = resolve_checkpoint(checkpoint, cache_dir)
     net, diffusion, config = load_for_inference(path, device=pick_device(device))
     size, background = config["model"]["image_size"], config["data"].get("background", "white")
-    conds = torch.stack([to_tensor(img, size, background) for img in images])
+    # Every input is decoded (and shrunk to model size) before anything is written or sampled.
+    conds = torch.stack([to_tensor(load_image(f), size, background) for f in files])
     cond = conds.repeat_interleave(num_samples, dim=0)   # item i * num_samples + j = sample j of input i
 
     out = Path(out)
