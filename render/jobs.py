@@ -44,7 +44,7 @@ def run_render_job(specs, out, settings, source, workers=None, rank=None, world_
     for spec in specs:
         unique.setdefault(spec.uid, spec)
     mine = [s for s in unique.values() if rank_of(s.uid, world_size) == rank]
-    started = time.time()
+    started, first_result = time.time(), None
     with ShardSink(out, rank, shard_size, settings.job_record(source)) as sink:
         todo = [s for s in mine if s.uid not in sink.finished]
         skipped = len(mine) - len(todo)
@@ -53,6 +53,7 @@ def run_render_job(specs, out, settings, source, workers=None, rank=None, world_
             with WorkerPool(min(workers, len(todo)), settings) as pool, \
                     tqdm(total=len(todo), desc=f"render {source}", unit="obj", file=sys.stderr) as bar:
                 for uid, result in pool.run(todo, timeout_s):
+                    first_result = first_result or time.time()
                     if isinstance(result, list):
                         sink.add(uid, result)
                     else:
@@ -61,6 +62,7 @@ def run_render_job(specs, out, settings, source, workers=None, rank=None, world_
     seconds = time.time() - started
     summary = {"objects": sink.objects_written, "samples": sink.samples_written, "shards": sink.shards_written,
                "failed": sink.objects_failed, "skipped": skipped, "seconds": round(seconds, 2),
+               "startup_seconds": round((first_result or time.time()) - started, 2),
                "pairs_per_s": round(sink.samples_written / max(seconds, 1e-9), 2), "rank": rank,
                "world_size": world_size, "out": str(out)}
     print(f"rendered {summary['objects']} objects ({summary['samples']} pairs, {summary['shards']} shards) in "

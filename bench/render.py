@@ -1,0 +1,137 @@
+"""Render benchmark: end-to-end pairs/s (load, render, encode, write) vs the bare renderer, and RSS over 2000 renders.
+
+Run: .venv/bin/python bench/render.py [--workers 2] [--quick]   (a few minutes; prints a table)
+"""
+import argparse
+import multiprocessing as mp
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+SIZES = (64, 128, 256)
+PAIRS = 4
+
+
+def make_big_mesh(path):
+    """A ~200k-triangle object: a vertex-coloured torus (400 x 250 segments) with a box on one side."""
+    import trimesh
+    torus = trimesh.creation.torus(major_radius=1.0, minor_radius=0.35, major_sections=400, minor_sections=250)
+    angle = np.arctan2(torus.vertices[:, 2], torus.vertices[:, 0])
+    torus.visual.vertex_colors = (np.stack([np.cos(angle), np.sin(angle), np.cos(2 * angle)], 1) * 100 + 150
+                                  ).astype(np.uint8)
+    box = trimesh.creation.box((0.5, 0.5, 0.5))
+    box.apply_translation((1.3, 0.3, 0.0))
+    box.visual.face_colors = [220, 30, 30, 255]
+    trimesh.Scene([torus, box]).export(path)
+    return len(torus.faces) + len(box.faces)
+
+
+def rss_mb():
+    """Resident memory of this process now, in MB."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+def _bare_worker(args):
+    """Render one prepared object over and over for `seconds`; return renders done."""
+    size, source, mesh_path, seconds = args
+    from render.camera import sample_pairs
+    from render.procedural import make_object
+    from render.renderer import Renderer
+    from render.scene import load_mesh_file
+    renderer = Renderer(size)
+    parts = make_object(0, 3) if source == "procedural" else load_mesh_file(mesh_path)
+    views = [v for pair in sample_pairs(0, "bench", PAIRS, 60.0, (-10.0, 40.0)) for v in pair]
+    built = renderer.build_scene(parts)
+    renderer.render_scene(built, views)
+    done, started = 0, time.time()
+    while time.time() - started < seconds:
+        renderer.render_scene(built, views)
+        done += len(views)
+    return done / (time.time() - started)
+
+
+def bare_pairs_per_s(size, source, mesh_path, workers, seconds):
+    """Bare renderer rate with the same number of processes: renders/s summed over processes, halved (pairs)."""
+    with mp.get_context("spawn").Pool(workers) as pool:
+        rates = pool.map(_bare_worker, [(size, source, mesh_path, seconds)] * workers)
+    return sum(rates) / 2
+
+
+def end_to_end(size, source, mesh_dir, count, workers, tmp):
+    """Run the real job into a fresh folder; return its summary."""
+    from render.commands import render_meshes, render_procedural
+    out = Path(tmp) / f"{source}-{size}"
+    shutil.rmtree(out, ignore_errors=True)
+    options = dict(size=size, pairs_per_object=PAIRS, workers=workers, shard_size=500)
+    if source == "procedural":
+        return render_procedural(count, out, **options)
+    return render_meshes([mesh_dir], out, **options)
+
+
+def rss_over_renders(renders, size=128):
+    """RSS of one renderer process before and after `renders` renders of changing procedural objects."""
+    from render.camera import sample_pairs
+    from render.procedural import make_object
+    from render.renderer import Renderer
+    renderer = Renderer(size)
+    renderer.render_views(make_object(0, 0), [v for p in sample_pairs(0, "x", 1, 60.0, (-10.0, 40.0)) for v in p])
+    before, done, index = rss_mb(), 0, 0
+    while done < renders:
+        views = [v for p in sample_pairs(0, str(index), PAIRS, 60.0, (-10.0, 40.0)) for v in p]
+        done += len(renderer.render_views(make_object(1, index), views))
+        index += 1
+    return before, rss_mb(), done
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="fewer objects, shorter bare runs")
+    args = parser.parse_args()
+    os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
+    scale = 0.3 if args.quick else 1.0
+    tmp = tempfile.mkdtemp(prefix="bench-render-")
+    try:
+        mesh_dir = Path(tmp) / "meshes"
+        mesh_dir.mkdir()
+        triangles = make_big_mesh(mesh_dir / "big-000.glb")
+        mesh_path = mesh_dir / "big-000.glb"
+        for i in range(1, max(4, int(12 * scale))):
+            shutil.copy(mesh_path, mesh_dir / f"big-{i:03d}.glb")
+        print(f"cpu cores {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}, workers {args.workers}, "
+              f"{PAIRS} pairs/object, mesh {triangles} triangles", flush=True)
+        header = (f"{'source':<12}{'size':>6}{'objects':>9}{'e2e pairs/s':>13}{'steady':>9}{'bare pairs/s':>14}"
+                  f"{'steady/bare':>13}")
+        rows = []
+        for source in ("procedural", "mesh"):
+            for size in SIZES:
+                count = int({64: 300, 128: 200, 256: 80}[size] * scale) if source == "procedural" else None
+                summary = end_to_end(size, source, mesh_dir, count, args.workers, tmp)
+                steady = ((summary["samples"] - PAIRS * args.workers)
+                          / max(summary["seconds"] - summary["startup_seconds"], 1e-9))
+                bare = bare_pairs_per_s(size, source, mesh_path, args.workers, 6 * scale)
+                rows.append(f"{source:<12}{size:>6}{summary['objects']:>9}{summary['pairs_per_s']:>13.1f}"
+                            f"{steady:>9.1f}{bare:>14.1f}{steady / bare:>12.0%}")
+                print(rows[-1], file=sys.stderr, flush=True)
+        before, after, done = rss_over_renders(2000)
+        print()
+        print(header)
+        print("\n".join(rows))
+        print(f"\nRSS of one renderer process: {before:.0f} MB at start, {after:.0f} MB after {done} renders "
+              f"(128 px, {done // (2 * PAIRS)} different procedural objects): {after - before:+.0f} MB")
+        print("e2e = whole job incl. worker start-up; steady = after the first objects; bare = same processes "
+              "rendering a prepared scene (no load, encode or write)")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
