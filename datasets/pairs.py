@@ -150,17 +150,22 @@ def _slot():
 
 
 def _shuffled(items, size, rng):
-    """Shuffle a stream through a buffer of `size` items (size <= 1: keep the order)."""
+    """Shuffle a stream through a buffer of up to `size` items (size <= 1: keep the order).
+
+    Output starts once a tenth of the buffer is full and the buffer keeps growing (one out per two in) until it is
+    full, so the first batch does not wait for `size` samples to be read.
+    """
     if size <= 1:
         yield from items
         return
-    buffer = []
-    for item in items:
+    buffer, initial = [], max(2, size // 10)
+    for count, item in enumerate(items):
         buffer.append(item)
-        if len(buffer) >= size:
-            i = rng.randrange(len(buffer))
-            buffer[i], buffer[-1] = buffer[-1], buffer[i]
-            yield buffer.pop()
+        if len(buffer) < initial or (len(buffer) < size and count % 2 == 0):
+            continue
+        i = rng.randrange(len(buffer))
+        buffer[i], buffer[-1] = buffer[-1], buffer[i]
+        yield buffer.pop()
     rng.shuffle(buffer)
     yield from buffer
 

@@ -163,3 +163,21 @@ def test_ranks_read_disjoint_shares_of_an_epoch(tmp_path, monkeypatch):
         assert all(shares), shares  # nobody idles
         flat = [k for share in shares for k in share]
         assert len(flat) == len(set(flat)) == total
+
+
+def test_shuffle_buffer_permutes_and_starts_early():
+    import random
+
+    from datasets.pairs import _shuffled
+
+    out = list(_shuffled(iter(range(100)), 20, random.Random(0)))
+    assert sorted(out) == list(range(100)) and out != list(range(100))
+    consumed = []
+
+    def source():
+        for i in range(5000):
+            consumed.append(i)
+            yield i
+
+    first = next(_shuffled(source(), 1000, random.Random(0)))
+    assert len(consumed) == 100 and 0 <= first < 100  # a tenth of the buffer, not all 1000 samples
