@@ -2,31 +2,22 @@
 import json
 import math
 import os
-from collections import defaultdict
+
+import torch
 
 # TensorBoard groups tags by the part before the slash.
 TB_GROUPS = {"loss": "train", "mse": "train", "vb": "train", "grad_norm": "train", "lr": "train",
              "samples_per_s": "speed", "data_wait": "speed", "rss_mb": "speed"}
 
 
-class Meter:
-    """Sums of scalars since the last log line; values missing in some steps are averaged over the steps that have them."""
-
-    def __init__(self):
-        self.sums, self.counts = defaultdict(float), defaultdict(int)
-
-    def add(self, values: dict) -> None:
-        """Add one step's scalars (non-finite values are counted as they are, so a divergence shows)."""
-        for key, value in values.items():
-            self.sums[key] += float(value)
-            self.counts[key] += 1
-
-    def means(self) -> dict:
-        """Averages since the last reset, then reset."""
-        means = {k: self.sums[k] / self.counts[k] for k in self.sums}
-        self.sums.clear()
-        self.counts.clear()
-        return means
+def summarize(window: list, quartiles) -> dict:
+    """Means of the per-sample loss terms and grad norms gathered since the last log line (one device sync), plus
+    quartiles(terms) by timestep range; window holds dicts of detached tensors ("loss", "mse", "vb", "t", "grad_norm")."""
+    terms = {k: torch.cat([w[k].reshape(-1) for w in window]).float() for k in window[0]}
+    stats = {k: terms[k].mean().item() for k in ("loss", "mse", "vb", "grad_norm")}
+    terms["t"] = terms["t"].long()
+    stats.update(quartiles(terms))
+    return stats
 
 
 class RunLog:

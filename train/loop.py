@@ -20,7 +20,7 @@ from train.checkpoint import build, load_checkpoint, remove_stale_temporaries, s
 from train.config import DATA_DEFAULTS, TRAIN_DEFAULTS, parse_overrides, resolve, write_json_atomic
 from train.ema import EMA
 from train.grid import save_grid
-from train.logs import Meter, RunLog, rss_mb
+from train.logs import RunLog, rss_mb, summarize
 
 PREVIEW_PAIRS = 4  # rows of the periodic sample grids
 
@@ -143,6 +143,92 @@ def train(data=None, out=None, *, resume=False, image_size=None, overrides=None,
         distributed.cleanup(d)
 
 
+class Trainer:
+    """One process's share of a run: network, EMA, optimizer, counters, and (on rank 0) the run folder's outputs."""
+
+    def __init__(self, d, config: dict, out: str, resumable: bool):
+        self.d, self.config, self.out, self.t = d, config, out, config["train"]
+        seed_everything(self.t["seed"] + d.rank)  # ranks draw different noise and condition dropout
+        self.net, self.diffusion = build(config, d.device)
+        self.net.train()
+        self.ema = EMA(self.net, self.t["ema_halflife"], self.t["ema_rampup"])
+        self.opt = torch.optim.AdamW(self.net.parameters(), lr=self.t["lr"], betas=(0.9, 0.999),
+                                     weight_decay=self.t["weight_decay"])
+        state = load_checkpoint(out, self.net, self.ema.model, self.opt, d.device) if resumable else None
+        self.state = state
+        self.step, self.samples, self.trained_s = (state["step"], state["samples"], state["elapsed_s"]) if state \
+            else (0, 0, 0.0)
+        self.saved_step = self.step if state else -1
+        self.dtype = precision_dtype(self.t["precision"], d.device)
+        self.model = self.net
+        if d.world_size > 1:
+            self.model = DistributedDataParallel(self.net, device_ids=[d.device.index] if d.device.type == "cuda"
+                                                 else None)
+        if self.t["compile"]:
+            self.model = torch.compile(self.model)
+        self.window = []  # per-sample loss terms and grad norms since the last log line
+        self.lr = self.t["lr"]
+        self.ema_decay = 0.0
+        self.started = time.monotonic()
+
+    def restore_rng(self) -> None:
+        """Put back the random generators saved with the checkpoint (last: after everything that draws from them)."""
+        if self.state is None:
+            return
+        rngs = self.state["rng"]
+        if len(rngs) == self.d.world_size:
+            set_rng_state(rngs[self.d.rank], self.d.device)
+        else:  # another process count: fresh but reproducible streams
+            seed_everything(self.t["seed"] + self.d.rank + 7919 * self.step)
+
+    def train_step(self, batch: dict) -> float:
+        """One optimizer step on a batch; returns the loss (and stops the run if it is not finite)."""
+        device = self.d.device
+        src, tgt = batch["src"].to(device, non_blocking=True), batch["tgt"].to(device, non_blocking=True)
+        camera = batch["camera"].to(device) if self.config["model"]["camera_dim"] else None
+        self.lr = self.t["lr"] * min(1.0, (self.step + 1) / max(1, self.t["warmup_steps"]))
+        for group in self.opt.param_groups:
+            group["lr"] = self.lr
+        with autocast(device, self.dtype):
+            terms = self.diffusion.training_losses(self.model, tgt, src, camera=camera)
+        loss = terms["loss"].mean()
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
+            raise ValueError(f"training diverged: loss {loss_value} at step {self.step + 1}; the last checkpoint is "
+                             f"kept (try a lower --lr or --precision fp32)")
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.t["grad_clip"])
+        self.opt.step()
+        self.step += 1
+        self.samples += self.t["batch_size"]
+        self.ema_decay = self.ema.update(self.net, self.samples, self.t["batch_size"])
+        self.window.append({"loss": terms["loss"].detach(), "mse": terms["mse"], "vb": terms["vb"],
+                            "t": terms["t"].float(), "grad_norm": grad_norm.detach()})
+        return loss_value
+
+    def interval_stats(self) -> dict:
+        """Loss statistics since the last call (then forgotten)."""
+        stats = summarize(self.window, self.diffusion.loss_quartiles)
+        self.window = []
+        return stats
+
+    def save(self) -> None:
+        """Checkpoint (a collective: every rank sends its RNG state; rank 0 writes)."""
+        rngs = distributed.gather(self.d, rng_state(self.d.device))
+        if self.d.main:
+            save_checkpoint(self.out, self.net, self.ema.model, self.opt,
+                            {"step": self.step, "samples": self.samples, "rng": rngs, "world_size": self.d.world_size,
+                             "elapsed_s": self.trained_s + time.monotonic() - self.started})
+        distributed.barrier(self.d)
+        self.saved_step = self.step
+
+    def preview(self, pairs) -> None:
+        """Sample grid of the EMA weights on the fixed preview pairs (rank 0)."""
+        save_preview(self.out, self.step, self.ema.model, self.diffusion, pairs, self.config, self.dtype,
+                     self.d.device)
+
+
 def _train(d, data, out, resume, model_overrides, options, progress) -> dict:
     """train() once the process group is up."""
     if d.main:
@@ -150,64 +236,34 @@ def _train(d, data, out, resume, model_overrides, options, progress) -> dict:
     distributed.barrier(d)
     config, stored = resolve(out, resume, data, options, model_overrides)
     distributed.barrier(d)  # every rank has read the folder before rank 0 writes into it
-    t, data_cfg, size = config["train"], config["data"], config["model"]["image_size"]
+    t, data_cfg = config["train"], config["data"]
     if t["batch_size"] % d.world_size:
         raise ValueError(f"--batch-size {t['batch_size']} is not divisible by the {d.world_size} processes")
     if d.main:
         write_json_atomic(os.path.join(out, "config.json"), config)
         remove_stale_temporaries(out)
 
-    seed_everything(t["seed"] + d.rank)  # ranks draw different noise and condition dropout
-    net, diffusion = build(config, d.device)
-    net.train()
-    ema = EMA(net, t["ema_halflife"], t["ema_rampup"])
-    opt = torch.optim.AdamW(net.parameters(), lr=t["lr"], betas=(0.9, 0.999), weight_decay=t["weight_decay"])
-    state = load_checkpoint(out, net, ema.model, opt, d.device) if stored is not None else None
-    step, samples, trained_s = (state["step"], state["samples"], state["elapsed_s"]) if state else (0, 0, 0.0)
+    run = Trainer(d, config, out, resumable=stored is not None)
+    start_step = run.step
     if d.main and resume:
-        print(f"resuming {out} at step {step}" if state else f"no checkpoint in {out} yet: starting at step 0",
+        print(f"resuming {out} at step {run.step}" if run.state else f"no checkpoint in {out} yet: starting at step 0",
               file=sys.stderr)
-
-    dtype = precision_dtype(t["precision"], d.device)
-    model = net
-    if d.world_size > 1:
-        model = DistributedDataParallel(net, device_ids=[d.device.index] if d.device.type == "cuda" else None)
-    if t["compile"]:
-        model = torch.compile(model)
-    loader = make_loader(data_cfg["shards"], size, t["batch_size"] // d.world_size, data_cfg["background"], "train",
-                         data_cfg["val_fraction"], t["workers"], seed=t["seed"] + step,  # a resumed run reshuffles
-                         shuffle_buffer=t["shuffle_buffer"])
+    loader = make_loader(data_cfg["shards"], config["model"]["image_size"], t["batch_size"] // d.world_size,
+                         data_cfg["background"], "train", data_cfg["val_fraction"], t["workers"],
+                         seed=t["seed"] + run.step, shuffle_buffer=t["shuffle_buffer"])  # a resumed run reshuffles
     preview = preview_pairs(config) if d.main else None
     log = RunLog(out) if d.main else None
-    if state:
-        rngs = state["rng"]
-        if len(rngs) == d.world_size:
-            set_rng_state(rngs[d.rank], d.device)
-        else:  # another process count: fresh but reproducible streams
-            seed_everything(t["seed"] + d.rank + 7919 * step)
+    run.restore_rng()
 
-    camera_dim = config["model"]["camera_dim"]
-    meter, readers = Meter(), {}
+    readers = {}  # each loader reader's running count of skipped shards and samples
     start = last_log = last_save = time.monotonic()
-    start_step, saved_step, samples_at_log, waited = step, step if state else -1, samples, 0.0
-    smooth_loss, lr_now, stopped = None, t["lr"], "steps"
-    bar = tqdm(total=t["steps"], initial=step, disable=not (progress and d.main), desc="train", unit="step",
+    samples_at_log, waited, smooth_loss, stopped = run.samples, 0.0, None, "steps"
+    bar = tqdm(total=t["steps"], initial=run.step, disable=not (progress and d.main), desc="train", unit="step",
                dynamic_ncols=True, file=sys.stderr)
-
-    def save():
-        nonlocal saved_step, last_save
-        rngs = distributed.gather(d, rng_state(d.device))
-        if d.main:
-            save_checkpoint(out, net, ema.model, opt, {"step": step, "samples": samples, "rng": rngs,
-                                                        "elapsed_s": trained_s + time.monotonic() - start,
-                                                        "world_size": d.world_size})
-        distributed.barrier(d)
-        saved_step, last_save = step, time.monotonic()
-
     batches = iter(loader)
     with StopRequest() as stop:
         try:
-            while step < t["steps"]:
+            while run.step < t["steps"]:
                 tick = time.monotonic()
                 try:
                     batch = next_batch(batches)
@@ -217,74 +273,58 @@ def _train(d, data, out, resume, model_overrides, options, progress) -> dict:
                         break
                     raise
                 waited += time.monotonic() - tick
-                src, tgt = batch["src"].to(d.device, non_blocking=True), batch["tgt"].to(d.device, non_blocking=True)
-                camera = batch["camera"].to(d.device) if camera_dim else None
                 readers[batch["reader"]] = batch["skipped"].tolist()
+                loss = run.train_step(batch)
 
-                lr_now = t["lr"] * min(1.0, (step + 1) / max(1, t["warmup_steps"]))
-                for group in opt.param_groups:
-                    group["lr"] = lr_now
-                with autocast(d.device, dtype):
-                    terms = diffusion.training_losses(model, tgt, src, camera=camera)
-                loss = terms["loss"].mean()
-                loss_value = loss.item()
-                if not math.isfinite(loss_value):
-                    raise ValueError(f"training diverged: loss {loss_value} at step {step + 1}; the last checkpoint "
-                                     f"is kept (try a lower --lr or --precision fp32)")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), t["grad_clip"])
-                opt.step()
-                step += 1
-                samples += t["batch_size"]
-                ema_decay = ema.update(net, samples, t["batch_size"])
-
-                meter.add({"loss": loss_value, "mse": terms["mse"].mean().item(), "vb": terms["vb"].mean().item(),
-                           "grad_norm": float(grad_norm), **diffusion.loss_quartiles(terms)})
-                smooth_loss = loss_value if smooth_loss is None else 0.95 * smooth_loss + 0.05 * loss_value
+                smooth_loss = loss if smooth_loss is None else 0.95 * smooth_loss + 0.05 * loss
                 now = time.monotonic()
+                speed = t["batch_size"] * (run.step - start_step) / max(now - start, 1e-9)
                 bar.update(1)
-                speed = t["batch_size"] * (step - start_step) / max(now - start, 1e-9)
                 bar.set_postfix(loss=f"{smooth_loss:.4f}", samples_s=f"{speed:.1f}", refresh=False)
-
                 over_time = t["max_minutes"] is not None and now - start >= 60 * t["max_minutes"]
-                due = step % t["ckpt_every"] == 0 or now - last_save >= 60 * t["ckpt_minutes"]
+                due = run.step % t["ckpt_every"] == 0 or now - last_save >= 60 * t["ckpt_minutes"]
                 halt, due = distributed.any_rank(d, [stop.requested or over_time, due])
-                if d.main and (step % t["log_every"] == 0 or halt or step == t["steps"]):
-                    skipped = np.sum(list(readers.values()), axis=0).tolist() if readers else [0, 0]
-                    log.write(step, dict(meter.means(), samples=samples, lr=lr_now, ema_decay=ema_decay,
-                                         samples_per_s=(samples - samples_at_log) / max(now - last_log, 1e-9),
-                                         data_wait=waited / max(now - last_log, 1e-9), rss_mb=rss_mb(),
-                                         time_s=trained_s + now - start, skipped_shards=skipped[0],
-                                         skipped_samples=skipped[1]))
-                    last_log, samples_at_log, waited = now, samples, 0.0
-                if d.main and t["sample_every"] and step % t["sample_every"] == 0 and step < t["steps"]:
-                    save_preview(out, step, ema.model, diffusion, preview, config, dtype, d.device)
+                last = halt or run.step == t["steps"]
+
+                if run.step % t["log_every"] == 0 or last:
+                    stats = run.interval_stats()
+                    if d.main:
+                        skipped = np.sum(list(readers.values()), axis=0).tolist() if readers else [0, 0]
+                        interval = max(now - last_log, 1e-9)
+                        log.write(run.step, dict(stats, samples=run.samples, lr=run.lr, ema_decay=run.ema_decay,
+                                                 samples_per_s=(run.samples - samples_at_log) / interval,
+                                                 data_wait=waited / interval, rss_mb=rss_mb(),
+                                                 time_s=run.trained_s + now - start, skipped_shards=skipped[0],
+                                                 skipped_samples=skipped[1]))
+                    last_log, samples_at_log, waited = now, run.samples, 0.0
+                if d.main and t["sample_every"] and run.step % t["sample_every"] == 0 and not last:
+                    run.preview(preview)
                 if halt:
                     stopped = "interrupted" if stop.requested else "time budget"
                     break
-                if due and step < t["steps"]:
-                    save()
+                if due and not last:
+                    run.save()
+                    last_save = time.monotonic()
         except KeyboardInterrupt:  # the second Ctrl-C: leave without saving
             bar.close()
             if log:
                 log.close()
             raise
         bar.close()
-        if step != saved_step:
-            save()
+        if run.step != run.saved_step:
+            run.save()
         if d.main:
-            save_preview(out, step, ema.model, diffusion, preview, config, dtype, d.device)
+            run.preview(preview)
             log.close()
 
     elapsed = time.monotonic() - start
-    speed = t["batch_size"] * (step - start_step) / max(elapsed, 1e-9)
-    summary = {"step": step, "samples": samples, "loss": smooth_loss, "samples_per_s": speed, "stopped": stopped,
-               "checkpoint": os.path.join(out, "checkpoint")}
+    speed = t["batch_size"] * (run.step - start_step) / max(elapsed, 1e-9)
+    summary = {"step": run.step, "samples": run.samples, "loss": smooth_loss, "samples_per_s": speed,
+               "stopped": stopped, "checkpoint": os.path.join(out, "checkpoint")}
     if d.main:
         why = {"steps": "done", "time budget": "time budget reached",
                "interrupted": "interrupted; continue with --resume"}[stopped]
         loss_text = f"{smooth_loss:.4f}" if smooth_loss is not None else "n/a"
-        print(f"train: steps {start_step} -> {step} in {elapsed / 60:.1f} min ({speed:.1f} samples/s), "
+        print(f"train: steps {start_step} -> {run.step} in {elapsed / 60:.1f} min ({speed:.1f} samples/s), "
               f"loss {loss_text}, {why}; checkpoint in {summary['checkpoint']}")
     return summary
