@@ -1,10 +1,14 @@
 """Render benchmark: end-to-end pairs/s (load, render, encode, write) vs the bare renderer, and RSS over 2000 renders.
 
 Run: .venv/bin/python bench/render.py [--workers 2] [--quick]   (a few minutes; prints a table)
+Wall-clock rates depend on what else runs on the machine, so CPU seconds are counted too: the "per CPU-second"
+columns divide the work by the CPU time of all processes (the job's start-up measured apart by a job of one object
+per worker and subtracted), i.e. what one otherwise idle core gives; "x workers" multiplies by --workers.
 """
 import argparse
 import multiprocessing as mp
 import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -51,29 +55,40 @@ def _bare_worker(args):
     views = [v for pair in sample_pairs(0, "bench", PAIRS, 60.0, (-10.0, 40.0)) for v in pair]
     built = renderer.build_scene(parts)
     renderer.render_scene(built, views)
-    done, started = 0, time.time()
+    done, started, cpu_started = 0, time.time(), time.process_time()
     while time.time() - started < seconds:
         renderer.render_scene(built, views)
         done += len(views)
-    return done / (time.time() - started)
+    return done / (time.time() - started), done / (time.process_time() - cpu_started)
 
 
 def bare_pairs_per_s(size, source, mesh_path, workers, seconds):
-    """Bare renderer rate with the same number of processes: renders/s summed over processes, halved (pairs)."""
+    """Bare renderer with the same number of processes: (wall pairs/s summed, pairs per CPU-second of one process)."""
     with mp.get_context("spawn").Pool(workers) as pool:
         rates = pool.map(_bare_worker, [(size, source, mesh_path, seconds)] * workers)
-    return sum(rates) / 2
+    return sum(wall for wall, _ in rates) / 2, sum(cpu for _, cpu in rates) / len(rates) / 2
+
+
+def cpu_seconds():
+    """CPU time of this process and of its finished children (the render workers)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def end_to_end(size, source, mesh_dir, count, workers, tmp):
-    """Run the real job into a fresh folder; return its summary."""
+    """Run the real job into a fresh folder; return its summary with the CPU seconds of all its processes."""
     from render.commands import render_meshes, render_procedural
-    out = Path(tmp) / f"{source}-{size}"
+    out = Path(tmp) / f"{source}-{size}-{count}"
     shutil.rmtree(out, ignore_errors=True)
     options = dict(size=size, pairs_per_object=PAIRS, workers=workers, shard_size=500)
+    before = cpu_seconds()
     if source == "procedural":
-        return render_procedural(count, out, **options)
-    return render_meshes([mesh_dir], out, **options)
+        summary = render_procedural(count, out, **options)
+    else:
+        files = sorted(Path(mesh_dir).glob("*.glb"))[:count]
+        summary = render_meshes(files, out, **options)
+    summary["cpu_seconds"] = cpu_seconds() - before
+    return summary
 
 
 def rss_over_renders(renders, size=128):
@@ -104,22 +119,27 @@ def main():
         mesh_dir.mkdir()
         triangles = make_big_mesh(mesh_dir / "big-000.glb")
         mesh_path = mesh_dir / "big-000.glb"
-        for i in range(1, max(4, int(12 * scale))):
+        for i in range(1, 24):
             shutil.copy(mesh_path, mesh_dir / f"big-{i:03d}.glb")
         print(f"cpu cores {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}, workers {args.workers}, "
               f"{PAIRS} pairs/object, mesh {triangles} triangles", flush=True)
-        header = (f"{'source':<12}{'size':>6}{'objects':>9}{'e2e pairs/s':>13}{'steady':>9}{'bare pairs/s':>14}"
-                  f"{'steady/bare':>13}")
+        header = (f"{'':<27}{'-- pairs/s, wall clock now --':>30}  {'-- pairs per CPU-second --':>34}\n"
+                  f"{'source':<12}{'size':>6}{'objects':>9}{'e2e':>10}{'steady':>10}{'bare':>10}"
+                  f"{'e2e':>10}{'bare':>8}{'e2e/bare':>10}{'x workers':>11}{'start-up CPU s':>16}")
         rows = []
         for source in ("procedural", "mesh"):
             for size in SIZES:
-                count = int({64: 300, 128: 200, 256: 80}[size] * scale) if source == "procedural" else None
+                count = int(({64: 600, 128: 400, 256: 150}[size] if source == "procedural" else 24) * scale)
+                small = end_to_end(size, source, mesh_dir, args.workers, args.workers, tmp)
                 summary = end_to_end(size, source, mesh_dir, count, args.workers, tmp)
+                e2e_cpu = ((summary["samples"] - small["samples"])
+                           / max(summary["cpu_seconds"] - small["cpu_seconds"], 1e-9))
                 steady = ((summary["samples"] - PAIRS * args.workers)
                           / max(summary["seconds"] - summary["startup_seconds"], 1e-9))
-                bare = bare_pairs_per_s(size, source, mesh_path, args.workers, 6 * scale)
-                rows.append(f"{source:<12}{size:>6}{summary['objects']:>9}{summary['pairs_per_s']:>13.1f}"
-                            f"{steady:>9.1f}{bare:>14.1f}{steady / bare:>12.0%}")
+                bare, bare_cpu = bare_pairs_per_s(size, source, mesh_path, args.workers, 6 * scale)
+                rows.append(f"{source:<12}{size:>6}{summary['objects']:>9}{summary['pairs_per_s']:>10.1f}"
+                            f"{steady:>10.1f}{bare:>10.1f}{e2e_cpu:>10.1f}{bare_cpu:>8.1f}{e2e_cpu / bare_cpu:>10.0%}"
+                            f"{e2e_cpu * args.workers:>11.1f}{small['cpu_seconds']:>16.1f}")
                 print(rows[-1], file=sys.stderr, flush=True)
         before, after, done = rss_over_renders(2000)
         print()
@@ -128,7 +148,9 @@ def main():
         print(f"\nRSS of one renderer process: {before:.0f} MB at start, {after:.0f} MB after {done} renders "
               f"(128 px, {done // (2 * PAIRS)} different procedural objects): {after - before:+.0f} MB")
         print("e2e = whole job incl. worker start-up; steady = after the first objects; bare = same processes "
-              "rendering a prepared scene (no load, encode or write)")
+              "rendering a prepared scene (no load, encode or write);\nper CPU-second: all processes, writer "
+              f"included, start-up excluded (its CPU in the last column); x workers = e2e on {args.workers} idle "
+              f"cores; load average now {os.getloadavg()[0]:.1f}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -7,6 +7,7 @@ from multiprocessing.connection import wait
 from render.shards import Failure
 
 STARTUP_TIMEOUT_S = 120.0
+IN_FLIGHT = 2   # specs queued per worker: the next one is already there when an object finishes
 
 
 def _worker_main(conn, settings):
@@ -38,35 +39,43 @@ class WorkerPool:
         process = self.context.Process(target=_worker_main, args=(child, self.settings), daemon=True)
         process.start()
         child.close()
-        return {"process": process, "conn": parent, "spec": None, "ready": False,
+        return {"process": process, "conn": parent, "queue": deque(), "ready": False,
                 "deadline": time.monotonic() + STARTUP_TIMEOUT_S}
 
     def _replace(self, worker):
+        """Kill a worker and start a fresh one in its place; return the specs it had not started."""
         worker["process"].kill()
         worker["process"].join()
         worker["conn"].close()
         self.workers[self.workers.index(worker)] = self._start()
+        return list(worker["queue"])[1:]
 
     def run(self, specs, timeout_s):
-        """Render every spec; an object still running after `timeout_s` is abandoned and reported as a Failure."""
-        pending = deque(specs)
-        while pending or any(w["spec"] is not None for w in self.workers):
+        """Render every spec; an object still running after `timeout_s` is abandoned and reported as a Failure.
+
+        Each worker holds up to IN_FLIGHT specs so it never waits for the parent between objects; the deadline
+        applies to the one it is working on (the head of its queue), which starts when the previous one ends.
+        """
+        self.timeout_s = timeout_s
+        self.pending = deque(specs)
+        while self.pending or any(w["queue"] for w in self.workers):
             for worker in self.workers:
-                if worker["ready"] and worker["spec"] is None and pending:
-                    worker["spec"] = pending.popleft()
-                    worker["deadline"] = time.monotonic() + timeout_s
-                    worker["conn"].send(worker["spec"])
-            waiting = [w for w in self.workers if w["spec"] is not None or not w["ready"]]
+                while worker["ready"] and len(worker["queue"]) < IN_FLIGHT and self.pending:
+                    if not worker["queue"]:
+                        worker["deadline"] = time.monotonic() + timeout_s
+                    worker["queue"].append(self.pending.popleft())
+                    worker["conn"].send(worker["queue"][-1])
+            waiting = [w for w in self.workers if w["queue"] or not w["ready"]]
             next_deadline = min(w["deadline"] for w in waiting)
             ready = wait([w["conn"] for w in waiting], timeout=max(0.0, next_deadline - time.monotonic()))
-            for worker in list(waiting):
+            for worker in waiting:
                 if worker["conn"] in ready:
                     yield from self._receive(worker)
                 elif time.monotonic() > worker["deadline"]:
                     if not worker["ready"]:
                         raise RuntimeError(f"a render worker did not start within {STARTUP_TIMEOUT_S:.0f} s")
-                    spec = worker["spec"]
-                    self._replace(worker)
+                    spec = worker["queue"][0]
+                    self.pending.extendleft(reversed(self._replace(worker)))
                     yield spec.uid, Failure(f"timeout: still running after {timeout_s:g} s", spec.path)
 
     def _receive(self, worker):
@@ -75,10 +84,11 @@ class WorkerPool:
             kind, payload = worker["conn"].recv()
         except (EOFError, OSError):
             worker["process"].join(timeout=5)
-            spec, code = worker["spec"], worker["process"].exitcode
-            self._replace(worker)
-            if spec is None:
+            code = worker["process"].exitcode
+            if not worker["queue"]:
                 raise RuntimeError(f"a render worker died while starting (exit code {code})") from None
+            spec = worker["queue"][0]
+            self.pending.extendleft(reversed(self._replace(worker)))
             yield spec.uid, Failure(f"worker crashed (exit code {code})", spec.path)
             return
         if kind == "error":
@@ -86,7 +96,8 @@ class WorkerPool:
         if kind == "ready":
             worker["ready"] = True
             return
-        worker["spec"] = None
+        worker["queue"].popleft()
+        worker["deadline"] = time.monotonic() + self.timeout_s   # the next queued spec starts now
         yield kind, payload
 
     def close(self):
