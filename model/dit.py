@@ -234,6 +234,8 @@ class StreamDiT(nn.Module):
         for block in self.cond_blocks:
             tokens = block(tokens, rope)
         camera_emb = None
+        if self.camera_embed is None and camera is not None:
+            raise ValueError("this model has no camera input (camera_dim=0): it always makes the 60-degree turn")
         if self.camera_embed is not None:
             if camera is None:  # absent vector: the default 60-degree turn the fixed-angle data holds
                 camera = camera_vector(60.0).to(cond.device).expand(cond.shape[0], -1)

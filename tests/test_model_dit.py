@@ -164,6 +164,8 @@ def test_dit_rejects_bad_sizes():
         net(torch.zeros(1, 3, 64, 64), torch.zeros(1), torch.zeros(1, 3, 64, 64))
     with pytest.raises(ValueError):
         StreamDiT(tiny_config(hidden_size=60, num_heads=2))
+    with pytest.raises(ValueError, match="camera"):
+        net(torch.zeros(1, 3, 32, 32), torch.zeros(1), torch.zeros(1, 3, 32, 32), camera=camera_vector([60.0]))
 
 
 def test_model_presets_and_overrides():
