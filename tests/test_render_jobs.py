@@ -10,25 +10,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import webdataset as wds
 from PIL import Image
 
 from render.commands import render_procedural
 from render.jobs import rank_of, resolve_rank, run_render_job
 from render.pairs import ObjectSpec, RenderSettings, render_object
 from render.procedural import make_object, procedural_uid
+from shard_reading import read_shards
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = dict(size=32, pairs_per_object=2, workers=1)
-
-
-def _read(directory):
-    tars = sorted(str(p) for p in Path(directory).glob("*.tar"))
-    with wds.WebDataset(tars, shardshuffle=False, empty_check=False) as dataset:
-        samples = list(dataset)
-    keys = [s["__key__"] for s in samples]
-    assert len(keys) == len(set(keys)), "duplicate sample keys"
-    return {s["__key__"]: s for s in samples}
 
 
 def test_procedural_objects_are_deterministic_per_seed_and_index():
@@ -57,7 +48,7 @@ def test_render_object_is_deterministic_and_rejects_empty_views():
 def test_rank_split_unions_to_the_single_run(tmp_path):
     render_procedural(8, tmp_path / "all", seed=5, **SMALL)
     parts = [render_procedural(8, tmp_path / f"r{r}", seed=5, rank=r, world_size=2, **SMALL) for r in (0, 1)]
-    single, r0, r1 = _read(tmp_path / "all"), _read(tmp_path / "r0"), _read(tmp_path / "r1")
+    single, r0, r1 = read_shards(tmp_path / "all"), read_shards(tmp_path / "r0"), read_shards(tmp_path / "r1")
     assert len(single) == 16 and not set(r0) & set(r1) and set(r0) | set(r1) == set(single)
     assert all(r0[k]["tgt.png"] == single[k]["tgt.png"] for k in r0)      # identical content, not just keys
     assert parts[0]["objects"] > 0 and parts[1]["objects"] > 0
@@ -92,7 +83,7 @@ def test_rerun_after_kill_loses_nothing_and_duplicates_nothing(tmp_path):
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "already done" in done.stdout
-    samples = _read(out)
+    samples = read_shards(out)
     assert sorted(samples) == sorted(f"{procedural_uid(2, i)}_00" for i in range(40))
     assert not list(out.glob("*.tmp"))
 
@@ -107,8 +98,8 @@ def test_stuck_and_crashing_objects_are_recorded_and_the_job_goes_on(tmp_path):
     assert time.time() - started < 30
     failures = {row["uid"]: row["reason"] for row in map(json.loads, open(tmp_path / "failures.jsonl"))}
     assert failures["stuck"].startswith("timeout") and "exit code 3" in failures["crash"]
-    assert summary["objects"] == 1 and list(_read(tmp_path)) == [f"{procedural_uid(0, 1)}_00"]
-    image = np.asarray(Image.open(io.BytesIO(_read(tmp_path)[f"{procedural_uid(0, 1)}_00"]["src.png"])))
+    assert summary["objects"] == 1 and list(read_shards(tmp_path)) == [f"{procedural_uid(0, 1)}_00"]
+    image = np.asarray(Image.open(io.BytesIO(read_shards(tmp_path)[f"{procedural_uid(0, 1)}_00"]["src.png"])))
     assert image.shape == (32, 32, 4) and 0.01 < (image[..., 3] > 0).mean() < 0.95
 
 

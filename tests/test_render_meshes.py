@@ -6,12 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import trimesh
-import webdataset as wds
 from click.testing import CliRunner
 from PIL import Image
 
 from render.commands import find_mesh_files, render_meshes
 from render.scene import load_mesh_file
+from shard_reading import read_shards
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,9 +82,7 @@ def test_bad_files_are_recorded_and_the_good_one_rendered(tmp_path):
     assert set(failures) == {"zero_glb", "random_glb", "truncated_glb", "page_glb", "nan_obj"}
     assert all(row["reason"] and row["path"].startswith(str(tmp_path)) for row in failures.values())
     assert "non-finite" in failures["nan_obj"]["reason"]
-    tars = [str(p) for p in (tmp_path / "out").glob("*.tar")]
-    with wds.WebDataset(tars, shardshuffle=False, empty_check=False) as dataset:
-        samples = list(dataset)
+    samples = list(read_shards(tmp_path / "out").values())
     assert sorted(s["__key__"] for s in samples) == ["good_glb_00", "good_glb_01"]
     meta = json.loads(samples[0]["json"])
     assert meta["source"] == "meshes" and meta["path"].endswith("good.glb")

@@ -4,12 +4,12 @@ import os
 
 import numpy as np
 import pytest
-import webdataset as wds
 from PIL import Image
 
 from render.inspect_shards import shards_info, shards_preview
 from render.pairs import encode_png
 from render.shards import Failure, ShardSink, finished_uids, read_jsonl, sample_key, sanitise_uid, write_objects
+from shard_reading import read_shards
 
 
 def _samples(uid, count, size=8):
@@ -23,12 +23,6 @@ def _samples(uid, count, size=8):
     return out
 
 
-def _read(directory):
-    tars = sorted(str(p) for p in directory.glob("*.tar"))
-    with wds.WebDataset(tars, shardshuffle=False, empty_check=False) as dataset:
-        return [s for s in dataset]
-
-
 def test_keys_are_sanitised_without_dots():
     assert sanitise_uid("chairs/a b.glb") == "chairs_a_b_glb"
     assert sample_key("x.y", 3) == "x_y_03"
@@ -37,7 +31,7 @@ def test_keys_are_sanitised_without_dots():
 def test_round_trip_through_webdataset(tmp_path):
     objects = [(f"obj{i}", _samples(f"obj{i}", 3)) for i in range(5)] + [("bad", Failure("unreadable: x", "/a"))]
     sink = write_objects(tmp_path, iter(objects), shard_size=7)
-    samples = _read(tmp_path)
+    samples = list(read_shards(tmp_path).values())
     assert sorted(s["__key__"] for s in samples) == sorted(f"obj{i}_{p:02d}" for i in range(5) for p in range(3))
     assert sink.shards_written == 3 and len(list(tmp_path.glob("*.tar"))) == 3   # 3+3 | 3+3 | 3: objects whole
     first = samples[0]
@@ -51,7 +45,7 @@ def test_round_trip_through_webdataset(tmp_path):
 def test_rerun_skips_finished_objects_and_never_duplicates(tmp_path):
     write_objects(tmp_path, iter([("a", _samples("a", 2)), ("b", _samples("b", 2))]), shard_size=2)
     write_objects(tmp_path, iter([("a", _samples("a", 2)), ("c", _samples("c", 2))]), shard_size=2)
-    keys = [s["__key__"] for s in _read(tmp_path)]
+    keys = list(read_shards(tmp_path))
     assert sorted(keys) == ["a_00", "a_01", "b_00", "b_01", "c_00", "c_01"]
     assert sorted(p.name for p in tmp_path.glob("*.tar")) == [f"shard-r000-00000{i}.tar" for i in range(3)]
 
@@ -65,7 +59,7 @@ def test_killed_shard_is_dropped_and_redone(tmp_path):
     with open(tmp_path / "progress-r000.jsonl", "a") as f:
         f.write('{"shard": "shard-r000-000000.tar", "uids": ["a"], "samples": 2}\n{"shard": "shard-r0')   # torn line
     write_objects(tmp_path, iter([("a", _samples("a", 2))]))
-    assert [s["__key__"] for s in _read(tmp_path)] == ["a_00", "a_01"]
+    assert list(read_shards(tmp_path)) == ["a_00", "a_01"]
     assert not list(tmp_path.glob("*.tmp"))
     assert [p.name for p in tmp_path.glob("*.tar")] == ["shard-r000-000001.tar"]   # never reuses a recorded name
 

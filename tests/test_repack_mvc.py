@@ -1,28 +1,18 @@
 """repack mvc: a small MVC-like tree (real JPEGs, real names, nested folders, gaps, damage) -> shards read back."""
-import glob
 import io
 import json
 
 import numpy as np
 import pytest
-import webdataset as wds
 from click.testing import CliRunner
 from PIL import Image
 
 from render.mvc import repack_mvc
 from render.repack import fit_square
+from shard_reading import read_shards
 
 # a distinct colour per view, so that a sample shows which views it paired
 VIEW_COLOURS = {"p": (200, 40, 40), "1": (40, 200, 40), "2": (40, 40, 200), "3": (200, 200, 40)}
-
-
-def read_shards(folder):
-    """{key: sample} of every shard in `folder`, failing on a duplicate key."""
-    samples = {}
-    for sample in wds.WebDataset(sorted(glob.glob(f"{folder}/*.tar")), shardshuffle=False, empty_check=False):
-        assert sample["__key__"] not in samples, f"duplicate {sample['__key__']}"
-        samples[sample["__key__"]] = sample
-    return samples
 
 
 def rgba(png):

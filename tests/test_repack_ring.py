@@ -1,5 +1,4 @@
 """repack ring: folders of views 60 degrees apart -> every consecutive pair, resumable after a kill."""
-import glob
 import io
 import json
 import subprocess
@@ -9,21 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import webdataset as wds
 from PIL import Image
 
 from render.ring import natural_key, repack_ring
+from shard_reading import read_shards
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def read_shards(folder):
-    """{key: sample} of every shard in `folder`, failing on a duplicate key."""
-    samples = {}
-    for sample in wds.WebDataset(sorted(glob.glob(f"{folder}/*.tar")), shardshuffle=False, empty_check=False):
-        assert sample["__key__"] not in samples, f"duplicate {sample['__key__']}"
-        samples[sample["__key__"]] = sample
-    return samples
 
 
 def view_colour(i):
