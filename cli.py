@@ -249,5 +249,15 @@ def evaluate(**kwargs):
     run(evaluate_checkpoint, **kwargs)
 
 
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="New weights folder: model.safetensors (EMA), config.json, training.json, SHA256SUMS.")
+def export(run_dir, out):
+    """Write a run's EMA weights as a weights folder for `--checkpoint` (local, or published over http)."""
+    from train.checkpoint import export_weights
+    click.echo(run(export_weights, run_dir=run_dir, out_dir=out))
+
+
 if __name__ == "__main__":
     cli()

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from test_datasets_shards import write_shards
+from test_sample_support import run_cli
 from train.checkpoint import checkpoint_dir, export_weights, load_for_inference
 from train.ema import EMA
 from train.loop import train
@@ -27,12 +28,14 @@ def test_load_run_and_exported_weights(run, tmp_path):
     net, diffusion, config = load_for_inference(run)
     assert not net.training and config["data"]["background"] == "white" and diffusion.num_steps > 0
     out = export_weights(run, tmp_path / "weights")
-    assert sorted(os.listdir(out)) == ["SHA256SUMS", "config.json", "model.safetensors"]
+    assert sorted(os.listdir(out)) == ["SHA256SUMS", "config.json", "model.safetensors", "training.json"]
     for line in open(os.path.join(out, "SHA256SUMS")):
         digest, name = line.split()
         assert hashlib.sha256(open(os.path.join(out, name), "rb").read()).hexdigest() == digest
     exported = json.load(open(os.path.join(out, "config.json")))
     assert exported["train"]["step"] == 3 and "shards" not in exported["data"]
+    summary = json.load(open(os.path.join(out, "training.json")))
+    assert summary["steps"] == 3 and summary["samples"] == 6 and summary["training_s"] > 0
     net2, _, _ = load_for_inference(out)
     for (k, a), (_, b) in zip(net.state_dict().items(), net2.state_dict().items()):
         assert torch.equal(a, b), k
@@ -42,6 +45,14 @@ def test_load_run_and_exported_weights(run, tmp_path):
         export_weights(run, out)
     with pytest.raises(FileNotFoundError, match="holds no checkpoint"):
         load_for_inference(tmp_path)
+
+
+def test_export_command_writes_a_folder_sample_takes(run, tmp_path):
+    done = run_cli("export", run, "--out", tmp_path / "w")
+    assert done.returncode == 0 and done.stdout.strip() == str(tmp_path / "w")
+    assert load_for_inference(tmp_path / "w")[2]["train"]["step"] == 3
+    again = run_cli("export", run, "--out", tmp_path / "w")
+    assert again.returncode == 1 and again.stderr.startswith("Error: ") and "Traceback" not in again.stderr
 
 
 def test_a_crash_between_renames_keeps_the_previous_checkpoint(run, tmp_path):

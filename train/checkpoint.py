@@ -10,6 +10,7 @@ from safetensors.torch import load_model, save_model
 from model.diffusion import DiffusionConfig, GaussianDiffusion
 from model.dit import DiTConfig, StreamDiT
 from train.config import read_config, write_json_atomic
+from train.logs import training_summary
 
 CHECKPOINT = "checkpoint"
 PREVIOUS = "checkpoint.old"  # the last complete checkpoint while a new one is being swapped in
@@ -102,7 +103,8 @@ def sha256(path: str) -> str:
 
 
 def export_weights(run_dir: str, out_dir: str) -> str:
-    """Write a weights folder: model.safetensors (the EMA weights), config.json and SHA256SUMS (sha256sum format)."""
+    """Write a weights folder: model.safetensors (the EMA weights), config.json, training.json (a summary of the
+    run's log) and SHA256SUMS (sha256sum format)."""
     ckpt = checkpoint_dir(run_dir)
     if ckpt is None:
         raise FileNotFoundError(f"{run_dir} holds no checkpoint to export")
@@ -119,7 +121,8 @@ def export_weights(run_dir: str, out_dir: str) -> str:
     os.chmod(tmp, 0o755)
     shutil.copyfile(os.path.join(ckpt, "ema.safetensors"), os.path.join(tmp, "model.safetensors"))
     write_json_atomic(os.path.join(tmp, "config.json"), exported)
-    sums = "".join(f"{sha256(os.path.join(tmp, n))}  {n}\n" for n in ("model.safetensors", "config.json"))
+    write_json_atomic(os.path.join(tmp, "training.json"), training_summary(run_dir))
+    sums = "".join(f"{sha256(os.path.join(tmp, n))}  {n}\n" for n in ("model.safetensors", "config.json", "training.json"))
     with open(os.path.join(tmp, "SHA256SUMS"), "w") as f:
         f.write(sums)
     if os.path.isdir(out_dir):
