@@ -202,10 +202,10 @@ def train_command(data, **kwargs):
 CHECKPOINT_HELP = "Run folder (its EMA weights), weights folder, or http(s) URL of a published weights folder; default: weights/reference."
 SAMPLER_OPTIONS = [
     click.option("--checkpoint", default=None, help=CHECKPOINT_HELP),
-    click.option("--steps", default=50, type=int, help="Denoising steps."),
-    click.option("--sampler", default="ddim", type=click.Choice(["ddim", "ancestral"]), help="Sampler."),
+    click.option("--steps", default=10, type=int, help="Denoising steps."),
+    click.option("--sampler", default="ancestral", type=click.Choice(["ddim", "ancestral"]), help="Sampler."),
     click.option("--eta", default=0.0, type=float, help="DDIM noise (0 = deterministic given the seed)."),
-    click.option("--cfg-scale", default=2.0, type=float, help="Classifier-free guidance scale (1 = no guidance)."),
+    click.option("--cfg-scale", default=1.5, type=float, help="Classifier-free guidance scale (1 = no guidance)."),
     click.option("--seed", default=0, type=int, help="Seed of the sampling noise."),
     click.option("--batch-size", default=16, type=int, help="Images denoised together per forward pass."),
     click.option("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ..."),

@@ -21,6 +21,7 @@ sys.path.insert(0, str(ROOT))
 from render.commands import render_procedural  # noqa: E402
 from train.evaluate import evaluate  # noqa: E402
 from train.loop import train  # noqa: E402
+from train.sample import DEFAULT_CFG, DEFAULT_SAMPLER, DEFAULT_STEPS  # noqa: E402
 
 DATA_SEED = 100  # objects for studies: disjoint from the demo's (seed 7) and the reference model's (seed 1000)
 
@@ -67,9 +68,9 @@ def main(argv=None):
     p.add_argument("--out", default="runs/ttq", help="Parent folder of the study runs (default runs/ttq).")
     p.add_argument("--name", default=None, help="Run name (default: preset plus overrides).")
     p.add_argument("--eval-pairs", type=int, default=200, help="Validation pairs scored per point (default 200).")
-    p.add_argument("--eval-steps", type=int, default=25, help="Sampler steps per evaluation (default 25).")
-    p.add_argument("--sampler", default="ddim", help="ddim or ancestral (default ddim).")
-    p.add_argument("--cfg-scale", type=float, default=2.0, help="Guidance scale of the evaluations (default 2).")
+    p.add_argument("--eval-steps", type=int, default=DEFAULT_STEPS, help="Sampler steps (default: sample's).")
+    p.add_argument("--sampler", default=DEFAULT_SAMPLER, help="ddim or ancestral (default: sample's).")
+    p.add_argument("--cfg-scale", type=float, default=DEFAULT_CFG, help="Guidance scale (default: sample's).")
     p.add_argument("--plot", default=None, help="Also save the curve as this PNG.")
     args = p.parse_args(argv)
 

@@ -10,6 +10,7 @@ from datasets.split import is_val
 from test_sample_support import make_weights, run_cli, write_shards
 from train.evaluate import GRID_CELL_PX, GRID_ROWS, evaluate
 from train.metrics import PSNR_CAP_DB, foreground_mask, mask_iou, psnr, ssim
+from train.sample import DEFAULT_SAMPLER
 
 WHITE = (255, 255, 255)
 
@@ -33,7 +34,7 @@ def test_evaluate_val_split_report_csv_grid(weights, tmp_path):
     assert 0 < len(val_uids) < 10
     report = evaluate(weights, data, tmp_path / "r" / "eval.json", steps=2, batch_size=3)
     check_shape(report)
-    assert report["n"] == 2 * len(val_uids) and report["sampler"] == "ddim" and report["steps"] == 2
+    assert report["n"] == 2 * len(val_uids) and report["sampler"] == DEFAULT_SAMPLER and report["steps"] == 2
     assert "train split" in report["mean_from"]
     # the copy baseline misses the moved box: far from perfect, but a real score
     assert report["baselines"]["copy"]["psnr"] < 30 and report["baselines"]["copy"]["mask_iou"] < 0.5

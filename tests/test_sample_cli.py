@@ -83,3 +83,12 @@ def test_default_checkpoint_needs_shipped_weights(tmp_path, monkeypatch):
     make_weights(tmp_path / "weights" / "other")
     make_weights(tmp_path / "weights" / "reference")
     assert fetch.resolve_checkpoint(None) == tmp_path / "weights" / "reference"
+
+
+def test_cli_sampling_defaults_are_the_packages():
+    import cli
+    from train import sample
+    for command in (cli.sample, cli.evaluate):
+        defaults = {p.name: p.default for p in command.params}
+        assert (defaults["sampler"], defaults["steps"], defaults["cfg_scale"]) == \
+            (sample.DEFAULT_SAMPLER, sample.DEFAULT_STEPS, sample.DEFAULT_CFG)

@@ -14,7 +14,7 @@ from datasets.images import to_pil
 from datasets.pairs import iter_pairs
 from train.evaluate import evaluate, format_table
 from train.fetch import PROJECT_ROOT, shipped_weights
-from train.sample import sample, save_image
+from train.sample import DEFAULT_STEPS, sample, save_image
 
 DEMO_SEED = 7                 # the procedural objects; fixed so every machine renders the same data
 RENDER_SIZE = 64              # rendered at twice the model's 32 px: resizing down anti-aliases the edges
@@ -73,7 +73,8 @@ def main(argv=None):
     parser.add_argument("--val-fraction", type=float, default=0.05,
                         help="Share of objects held out for validation, by object id (default 0.05).")
     parser.add_argument("--preset", default="demo", help="Model preset (default demo; tests use tiny).")
-    parser.add_argument("--eval-steps", type=int, default=25, help="DDIM steps for evaluation and turntable (default 25).")
+    parser.add_argument("--eval-steps", type=int, default=DEFAULT_STEPS,
+                        help=f"Sampler steps for evaluation and turntable (default {DEFAULT_STEPS}).")
     parser.add_argument("--eval-limit", type=int, default=200, help="Validation pairs evaluated (default 200).")
     args = parser.parse_args(argv)
     run_demo(**vars(args))

@@ -18,7 +18,7 @@ from datasets.pairs import iter_pairs
 from train.checkpoint import load_for_inference
 from train.fetch import resolve_checkpoint
 from train.metrics import MASK_THRESHOLD, PSNR_CAP_DB, all_metrics, to_unit_hwc
-from train.sample import make_generator, pick_device, save_image
+from train.sample import DEFAULT_CFG, DEFAULT_SAMPLER, DEFAULT_STEPS, make_generator, pick_device, save_image
 
 METRICS = ("psnr", "ssim", "mask_iou")
 ROWS = ("model", "copy", "mean")
@@ -38,8 +38,9 @@ def mean_target(data, image_size, background, val_fraction, max_pairs):
     raise ValueError(f"no pairs in {data}")
 
 
-def evaluate(checkpoint, data, out, split="val", steps=50, sampler="ddim", eta=0.0, cfg_scale=2.0, seed=0,
-             limit=None, batch_size=16, device="auto", mean_pairs=2000, val_fraction=None, cache_dir=None):
+def evaluate(checkpoint, data, out, split="val", steps=DEFAULT_STEPS, sampler=DEFAULT_SAMPLER, eta=0.0,
+             cfg_scale=DEFAULT_CFG, seed=0, limit=None, batch_size=16, device="auto", mean_pairs=2000, val_fraction=None,
+             cache_dir=None):
     """Evaluate on the `split` pairs of `data`; write the JSON report, a per-pair CSV and a PNG grid; return the report."""
     if steps < 1 or batch_size < 1 or (limit is not None and limit < 1):
         raise ValueError("--steps, --batch-size and --limit must be at least 1")

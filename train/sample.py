@@ -13,6 +13,9 @@ from train.checkpoint import load_for_inference
 from train.fetch import resolve_checkpoint
 from train.turntable import display_frames, strip_image, turntable_views
 
+# Sampling defaults of sample, evaluate and the demo: the best of bench/sampler_grid.py on the reference model's
+# held-out objects (docs/study.md). Few ancestral steps scored best on mask IoU and PSNR at this model's stage.
+DEFAULT_SAMPLER, DEFAULT_STEPS, DEFAULT_CFG = "ancestral", 10, 1.5
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 GIF_FRAME_MS = 500
 
@@ -90,8 +93,8 @@ def unique_stems(files):
     return stems
 
 
-def sample(checkpoint, inputs, out, steps=50, sampler="ddim", eta=0.0, cfg_scale=2.0, seed=0, num_samples=1,
-           turntable=0, device="auto", batch_size=16, cache_dir=None):
+def sample(checkpoint, inputs, out, steps=DEFAULT_STEPS, sampler=DEFAULT_SAMPLER, eta=0.0, cfg_scale=DEFAULT_CFG,
+           seed=0, num_samples=1, turntable=0, device="auto", batch_size=16, cache_dir=None):
     """Write the turned view(s) of every input image into `out`, each next to its prepared input; returns the paths."""
     check_options(steps, num_samples, turntable, batch_size)
     files = list_inputs(inputs)
