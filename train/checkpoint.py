@@ -1,5 +1,4 @@
 """Checkpoints written atomically (model + EMA in safetensors, optimizer/step/RNG in state.pt), inference loading, export."""
-import hashlib
 import os
 import shutil
 import tempfile
@@ -10,6 +9,7 @@ from safetensors.torch import load_model, save_model
 from model.diffusion import DiffusionConfig, GaussianDiffusion
 from model.dit import DiTConfig, StreamDiT
 from train.config import read_config, write_json_atomic
+from train.fetch import sha256_file
 from train.logs import training_summary
 
 CHECKPOINT = "checkpoint"
@@ -93,15 +93,6 @@ def load_for_inference(path: str, device="cpu"):
     return net.eval().requires_grad_(False), diffusion, config
 
 
-def sha256(path: str) -> str:
-    """Hex SHA-256 of a file, read in blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def export_weights(run_dir: str, out_dir: str) -> str:
     """Write a weights folder: model.safetensors (the EMA weights), config.json, training.json (a summary of the
     run's log) and SHA256SUMS (sha256sum format)."""
@@ -122,7 +113,8 @@ def export_weights(run_dir: str, out_dir: str) -> str:
     shutil.copyfile(os.path.join(ckpt, "ema.safetensors"), os.path.join(tmp, "model.safetensors"))
     write_json_atomic(os.path.join(tmp, "config.json"), exported)
     write_json_atomic(os.path.join(tmp, "training.json"), training_summary(run_dir))
-    sums = "".join(f"{sha256(os.path.join(tmp, n))}  {n}\n" for n in ("model.safetensors", "config.json", "training.json"))
+    names = ("model.safetensors", "config.json", "training.json")
+    sums = "".join(f"{sha256_file(os.path.join(tmp, n))}  {n}\n" for n in names)
     with open(os.path.join(tmp, "SHA256SUMS"), "w") as f:
         f.write(sums)
     if os.path.isdir(out_dir):
