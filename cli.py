@@ -178,6 +178,8 @@ def repack_ring_command(**options):
 @click.option("--weight-decay", default=None, type=float, help="AdamW weight decay [default: 0].")
 @click.option("--grad-clip", default=None, type=float, help="Gradient norm clip [default: 1.0].")
 @click.option("--ema-halflife", default=None, type=float, help="EMA half-life in samples [default: 50000].")
+@click.option("--ema-rampup", default=None, type=float, help="EMA warm-up: the half-life is this times the samples "
+              "seen until that reaches --ema-halflife; 0 = no warm-up [default: 0.1].")
 @click.option("--precision", default=None, type=click.Choice(["auto", "fp32", "bf16"]),
               help="auto: bf16 only on CUDA or a CPU with AMX/AVX512-BF16 [default: auto].")
 @click.option("--compile/--no-compile", default=None, help="torch.compile the network [default: no].")
@@ -242,6 +244,8 @@ def sample(**kwargs):
               help="JSON report; the per-pair CSV and the PNG grid are written next to it.")
 @click.option("--limit", default=None, type=int, help="Evaluate at most this many pairs (in shard order).")
 @click.option("--mean-pairs", default=2000, type=int, help="Training pairs averaged into the mean-image baseline.")
+@click.option("--weights", default="ema", type=click.Choice(["ema", "raw"]),
+              help="A run folder's EMA weights or its raw training weights.")
 @sampler_options
 def evaluate(**kwargs):
     """Score the checkpoint (PSNR, SSIM, mask IoU) against copy-the-input and mean-image baselines."""

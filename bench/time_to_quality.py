@@ -63,6 +63,10 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=None, help="Training batch (default: train's).")
     p.add_argument("--lr", type=float, default=None, help="Peak learning rate (default: the preset's).")
     p.add_argument("--ema-halflife", type=float, default=None, help="EMA half-life in samples (default: train's).")
+    p.add_argument("--ema-rampup", type=float, default=None, help="EMA warm-up ramp, as train's (default: train's).")
+    p.add_argument("--warmup-steps", type=int, default=None, help="Learning-rate warm-up steps (default: train's).")
+    p.add_argument("--seed", type=int, default=None, help="Training seed (default: train's).")
+    p.add_argument("--raw", action="store_true", help="Also score the raw training weights at each point.")
     p.add_argument("--data", default="runs/ttq/data", help="Study data folder (rendered once; default runs/ttq/data).")
     p.add_argument("--objects", type=int, default=1200, help="Procedural objects rendered into --data (default 1200).")
     p.add_argument("--out", default="runs/ttq", help="Parent folder of the study runs (default runs/ttq).")
@@ -78,8 +82,9 @@ def main(argv=None):
     run_dir = Path(args.out) / name
     render_procedural(count=args.objects, out=args.data, size=64, pairs_per_object=4, seed=DATA_SEED)
 
-    options = {k: v for k, v in dict(batch_size=args.batch_size, lr=args.lr, ema_halflife=args.ema_halflife).items()
-               if v is not None}
+    options = {k: v for k, v in dict(batch_size=args.batch_size, lr=args.lr, ema_halflife=args.ema_halflife,
+                                     ema_rampup=args.ema_rampup, warmup_steps=args.warmup_steps,
+                                     seed=args.seed).items() if v is not None}
     curve_file = run_dir / "curve.json"
     stored = json.loads(curve_file.read_text()) if curve_file.exists() else {}
     curve, baselines = stored.get("curve", []), stored.get("baselines", {})  # a killed study resumes
@@ -97,8 +102,14 @@ def main(argv=None):
                           steps=args.eval_steps, sampler=args.sampler, cfg_scale=args.cfg_scale,
                           limit=args.eval_pairs)
         baselines = report["baselines"]
-        curve.append({"minutes": round(log["time_s"] / 60, 2), "step": log["step"], "samples": log["samples"],
-                      "eval_s": round(time.monotonic() - started, 1), **report["model"]})
+        point = {"minutes": round(log["time_s"] / 60, 2), "step": log["step"], "samples": log["samples"],
+                 "eval_s": round(time.monotonic() - started, 1), **report["model"]}
+        if args.raw:
+            raw = evaluate(run_dir, args.data, run_dir / f"eval_raw_{log['step']:07d}.json", split="val",
+                           steps=args.eval_steps, sampler=args.sampler, cfg_scale=args.cfg_scale,
+                           limit=args.eval_pairs, weights="raw")
+            point["raw"] = raw["model"]
+        curve.append(point)
         curve_file.write_text(json.dumps({"name": name, "curve": curve, "baselines": baselines},
                                                        indent=2) + "\n")
 
@@ -107,6 +118,9 @@ def main(argv=None):
     print(f"{'minutes':>8} {'samples':>9} {'PSNR':>7} {'SSIM':>6} {'IoU':>6}")
     for row in curve:
         print(f"{row['minutes']:8.1f} {row['samples']:9d} {row['psnr']:7.2f} {row['ssim']:6.3f} {row['mask_iou']:6.3f}")
+        if "raw" in row:
+            r = row["raw"]
+            print(f"{'raw weights':>18} {r['psnr']:7.2f} {r['ssim']:6.3f} {r['mask_iou']:6.3f}")
     for who, m in baselines.items():
         print(f"{who + ' baseline':>18} {m['psnr']:7.2f} {m['ssim']:6.3f} {m['mask_iou']:6.3f}")
     if args.plot and curve:

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import torch
 
-PREDICTIONS = ("eps", "v", "x0")
+PREDICTIONS = ("eps", "v", "x0", "edm")
 SCHEDULES = ("linear", "cosine")
 WEIGHTINGS = ("none", "min_snr")
 
@@ -16,10 +16,14 @@ class DiffusionConfig:
 
     num_steps: int = 1000
     schedule: str = "linear"      # "linear": betas 1e-4..0.02 at 1000 steps (the original) | "cosine" (Improved DDPM)
-    prediction: str = "eps"       # what the first output channels predict: "eps" | "v" | "x0"
+    prediction: str = "eps"       # what the first output channels predict: "eps" | "v" | "x0" | "edm" (see below)
     learn_sigma: bool = True      # last output channels interpolate the log-variance between beta and beta-tilde
     loss_weighting: str = "none"  # weight of the MSE term per step: "none" | "min_snr" (Hang et al. 2023)
     min_snr_gamma: float = 5.0
+    # "edm": EDM's preconditioning (Karras et al. 2022) in variance-preserving form. The network sees c_in * x_t (unit
+    # variance for data of std sigma_data) and predicts F with x0 = c_skip * x_t + c_out * F; plain MSE on F is EDM's
+    # loss weighting. At sigma_data = 1 it is v-prediction (F = -v) without input scaling.
+    sigma_data: float = 0.5
 
 
 def make_betas(cfg: DiffusionConfig) -> torch.Tensor:
@@ -137,7 +141,31 @@ class GaussianDiffusion:
             return (x_t - b * pred) / a
         if self.config.prediction == "v":
             return a * x_t - b * pred
+        if self.config.prediction == "edm":
+            c_skip, c_out = self._skip_out(a, b)
+            return c_skip * x_t + c_out * pred
         return pred
+
+    def _skip_out(self, a, b):
+        """EDM's c_skip and c_out for x_t = a x0 + b eps: the x0 estimate is c_skip x_t + c_out F."""
+        sd2 = self.config.sigma_data ** 2
+        var = a ** 2 * sd2 + b ** 2  # variance of x_t for data of std sigma_data
+        return a * sd2 / var, b * self.config.sigma_data / var.sqrt()
+
+    def network_input(self, x_t, t) -> torch.Tensor:
+        """What the network sees for x_t at original steps t: x_t itself, or scaled to unit variance under "edm"."""
+        if self.config.prediction != "edm":
+            return x_t
+        abar = self.schedule.at("abar", t, x_t)
+        return x_t / (abar * self.config.sigma_data ** 2 + 1 - abar).sqrt()
+
+    def prediction_target(self, x0, noise, x_t, t) -> torch.Tensor:
+        """The regression target of the prediction channels at original steps t."""
+        a, b = self.schedule.at("sqrt_abar", t, x0), self.schedule.at("sqrt_one_minus_abar", t, x0)
+        if self.config.prediction == "edm":
+            c_skip, c_out = self._skip_out(a, b)
+            return (x0 - c_skip * x_t) / c_out
+        return {"eps": noise, "x0": x0, "v": a * noise - b * x0}[self.config.prediction]
 
     def eps_from_x0(self, x0, x_t, i, schedule: Schedule | None = None) -> torch.Tensor:
         """The noise implied by x_t and a prediction of x0."""
@@ -167,7 +195,9 @@ class GaussianDiffusion:
         abar = self.schedule.at("abar", t, like).view(-1)
         snr = abar / (1 - abar)
         clipped = snr.clamp(max=self.config.min_snr_gamma)
-        return {"eps": clipped / snr, "v": clipped / (snr + 1), "x0": clipped}[self.config.prediction]
+        # "edm" is weighted like v (the two coincide at sigma_data = 1).
+        return {"eps": clipped / snr, "v": clipped / (snr + 1), "edm": clipped / (snr + 1),
+                "x0": clipped}[self.config.prediction]
 
     def vb_bits(self, out, x0, x_t, t) -> torch.Tensor:
         """Per-sample variational-bound term in bits: KL to the posterior, or the decoder NLL at t = 0."""
@@ -183,10 +213,9 @@ class GaussianDiffusion:
             t = torch.randint(0, self.num_steps, (x0.shape[0],), device=x0.device)
         noise = torch.randn_like(x0)
         x_t = self.q_sample(x0, t, noise)
-        out = net(x_t, t, cond, camera=camera).float()
+        out = net(self.network_input(x_t, t), t, cond, camera=camera).float()
         pred, var_values = self._split(out, x_t)
-        a, b = self.schedule.at("sqrt_abar", t, x0), self.schedule.at("sqrt_one_minus_abar", t, x0)
-        target = {"eps": noise, "x0": x0, "v": a * noise - b * x0}[self.config.prediction]
+        target = self.prediction_target(x0, noise, x_t, t)
         mse = mean_flat((pred - target) ** 2)
         # The mean is detached so the bound's gradient trains only the variance (Improved DDPM's hybrid loss).
         frozen = out.detach() if var_values is None else torch.cat([pred.detach(), var_values], dim=1)
@@ -221,9 +250,10 @@ class GaussianDiffusion:
 
     def guided_output(self, net, x_t, t, state, cfg_scale: float = 1.0) -> torch.Tensor:
         """Network output with classifier-free guidance on the prediction channels (cond + null in one forward)."""
+        x_in = self.network_input(x_t, t)
         if cfg_scale == 1.0:
-            return net.denoise(x_t, t, state).float()
-        out = net.denoise(torch.cat([x_t, x_t]), torch.cat([t, t]), state).float()
+            return net.denoise(x_in, t, state).float()
+        out = net.denoise(torch.cat([x_in, x_in]), torch.cat([t, t]), state).float()
         cond_out, null_out = out.chunk(2)
         C = x_t.shape[1]
         pred = null_out[:, :C] + cfg_scale * (cond_out[:, :C] - null_out[:, :C])

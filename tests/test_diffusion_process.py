@@ -81,7 +81,7 @@ def test_diffusion_respaced_schedule_keeps_cumulative_alphas_of_kept_steps(steps
         diff.respaced(0)
 
 
-@pytest.mark.parametrize("prediction", ["eps", "v", "x0"])
+@pytest.mark.parametrize("prediction", ["eps", "v", "x0", "edm"])
 def test_diffusion_prediction_target_converts_back_to_x0_and_eps(prediction):
     diff = GaussianDiffusion(DiffusionConfig(prediction=prediction))
     x0, noise = torch.rand(3, 3, 4, 4) * 2 - 1, torch.randn(3, 3, 4, 4)
@@ -89,11 +89,29 @@ def test_diffusion_prediction_target_converts_back_to_x0_and_eps(prediction):
     x_t = diff.q_sample(x0, t, noise)
     a = diff.schedule.sqrt_abar[t].float().view(-1, 1, 1, 1)
     b = diff.schedule.sqrt_one_minus_abar[t].float().view(-1, 1, 1, 1)
-    target = {"eps": noise, "v": a * noise - b * x0, "x0": x0}[prediction]
+    var = a ** 2 * 0.25 + b ** 2  # EDM's skip and output scales at sigma_data 0.5, written out
+    edm = (x0 - a * 0.25 / var * x_t) / (b * 0.5 / var.sqrt())
+    target = {"eps": noise, "v": a * noise - b * x0, "x0": x0, "edm": edm}[prediction]
+    assert torch.allclose(diff.prediction_target(x0, noise, x_t, t), target, atol=1e-5)
     out = torch.cat([target, torch.zeros_like(target)], dim=1)
     _, _, pred_x0, pred_eps = diff.p_mean_variance(out, x_t, t, clip=False)
     assert torch.allclose(pred_x0, x0, atol=2e-3)
     assert torch.allclose(pred_eps[1:], noise[1:], atol=1e-3)  # eps is ill-conditioned at t=0 only
+
+
+def test_diffusion_edm_preconditioning_scales_inputs_to_unit_variance_and_is_v_at_sigma_data_one():
+    diff = GaussianDiffusion(DiffusionConfig(prediction="edm", sigma_data=0.5, schedule="cosine"))
+    x0 = torch.randn(4, 3, 32, 32) * 0.5  # data of std sigma_data
+    t = torch.tensor([0, 300, 700, 999])
+    x_in = diff.network_input(diff.q_sample(x0, t), t)
+    assert torch.allclose(x_in.std(dim=(1, 2, 3)), torch.ones(4), atol=0.05)
+    # At sigma_data = 1 the network sees x_t unchanged and its output is minus the v target.
+    edm1 = GaussianDiffusion(DiffusionConfig(prediction="edm", sigma_data=1.0, schedule="cosine"))
+    v = GaussianDiffusion(DiffusionConfig(prediction="v", schedule="cosine"))
+    noise = torch.randn_like(x0)
+    x_t = v.q_sample(x0, t, noise)
+    assert torch.allclose(edm1.network_input(x_t, t), x_t)
+    assert torch.allclose(edm1.prediction_target(x0, noise, x_t, t), -v.prediction_target(x0, noise, x_t, t), atol=1e-3)
 
 
 class ConstantNet(torch.nn.Module):

@@ -18,9 +18,15 @@ class OracleNet(torch.nn.Module):
     def encode_cond(self, cond, camera=None, drop_cond=None):
         return cond
 
-    def denoise(self, x_t, t, state):
+    def denoise(self, x_in, t, state):
         s = self.diffusion.schedule
-        a, b = s.at("sqrt_abar", t, x_t), s.at("sqrt_one_minus_abar", t, x_t)
+        a, b = s.at("sqrt_abar", t, x_in), s.at("sqrt_one_minus_abar", t, x_in)
+        if self.diffusion.config.prediction == "edm":  # undo the input scaling and write EDM's F out (sigma_data 0.5)
+            var = a ** 2 * 0.25 + b ** 2
+            x_t = x_in * var.sqrt()
+            F = (self.x0 - a * 0.25 / var * x_t) / (b * 0.5 / var.sqrt())
+            return torch.cat([F, torch.zeros_like(F)], dim=1)
+        x_t = x_in
         eps = (x_t - a * self.x0) / b
         pred = {"eps": eps, "v": a * eps - b * self.x0, "x0": self.x0.expand_as(x_t)}[self.diffusion.config.prediction]
         return torch.cat([pred, torch.zeros_like(pred)], dim=1)  # variance channels: mid-range
@@ -62,7 +68,7 @@ def conditions(B=2, size=32, seed=1):
 
 
 @pytest.mark.parametrize("sampler", ["ddim", "ancestral"])
-@pytest.mark.parametrize("prediction", ["eps", "v", "x0"])
+@pytest.mark.parametrize("prediction", ["eps", "v", "x0", "edm"])
 def test_diffusion_samplers_recover_the_data_point_with_an_oracle_denoiser(sampler, prediction):
     diff = GaussianDiffusion(DiffusionConfig(prediction=prediction, schedule="linear"))
     x0 = torch.rand(1, 3, 8, 8) * 1.6 - 0.8

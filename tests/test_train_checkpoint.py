@@ -47,6 +47,18 @@ def test_load_run_and_exported_weights(run, tmp_path):
         load_for_inference(tmp_path)
 
 
+def test_raw_weights_load_from_a_run_folder_only(run, tmp_path):
+    ema_net = load_for_inference(run)[0]
+    raw_net = load_for_inference(run, weights="raw")[0]
+    # after 3 steps of warm-up the EMA trails the raw weights, so the two differ somewhere
+    assert any(not torch.equal(a, b) for a, b in zip(ema_net.state_dict().values(), raw_net.state_dict().values()))
+    out = export_weights(run, tmp_path / "weights")
+    with pytest.raises(ValueError, match="raw training weights"):
+        load_for_inference(out, weights="raw")
+    with pytest.raises(ValueError, match="'ema' or 'raw'"):
+        load_for_inference(run, weights="best")
+
+
 def test_export_command_writes_a_folder_sample_takes(run, tmp_path):
     done = run_cli("export", run, "--out", tmp_path / "w")
     assert done.returncode == 0 and done.stdout.strip() == str(tmp_path / "w")

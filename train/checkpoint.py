@@ -71,14 +71,19 @@ def build(config: dict, device="cpu"):
     return net.to(device), diffusion
 
 
-def load_for_inference(path: str, device="cpu"):
-    """(net in eval mode, diffusion, config) from a run folder (its EMA weights) or a weights folder."""
+def load_for_inference(path: str, device="cpu", weights="ema"):
+    """(net in eval mode, diffusion, config) from a run folder (its EMA weights, or the raw training weights with
+    weights="raw") or a weights folder."""
     path = str(path)
+    if weights not in ("ema", "raw"):
+        raise ValueError(f"weights must be 'ema' or 'raw', got {weights!r}")
     if not os.path.isdir(path):
         raise FileNotFoundError(f"no such run or weights folder: {path}")
     ckpt = checkpoint_dir(path)
     if ckpt is not None:
-        weights = os.path.join(ckpt, "ema.safetensors")
+        weights = os.path.join(ckpt, "ema.safetensors" if weights == "ema" else "model.safetensors")
+    elif weights == "raw":
+        raise ValueError(f"{path} is not a run folder: only a run's checkpoint keeps the raw training weights")
     elif os.path.isfile(os.path.join(path, "model.safetensors")):
         weights = os.path.join(path, "model.safetensors")
     else:

@@ -40,7 +40,7 @@ def mean_target(data, image_size, background, val_fraction, max_pairs):
 
 def evaluate(checkpoint, data, out, split="val", steps=DEFAULT_STEPS, sampler=DEFAULT_SAMPLER, eta=0.0,
              cfg_scale=DEFAULT_CFG, seed=0, limit=None, batch_size=16, device="auto", mean_pairs=2000, val_fraction=None,
-             cache_dir=None):
+             cache_dir=None, weights="ema"):
     """Evaluate on the `split` pairs of `data`; write the JSON report, a per-pair CSV and a PNG grid; return the report."""
     if steps < 1 or batch_size < 1 or (limit is not None and limit < 1):
         raise ValueError("--steps, --batch-size and --limit must be at least 1")
@@ -48,7 +48,7 @@ def evaluate(checkpoint, data, out, split="val", steps=DEFAULT_STEPS, sampler=DE
     if out.suffix.lower() != ".json":
         raise ValueError(f"--out must name a .json report, got {out}")
     path = resolve_checkpoint(checkpoint, cache_dir)
-    net, diffusion, config = load_for_inference(path, device=pick_device(device))
+    net, diffusion, config = load_for_inference(path, device=pick_device(device), weights=weights)
     size, background = config["model"]["image_size"], config["data"].get("background", "white")
     if val_fraction is None:
         val_fraction = config["data"].get("val_fraction", 0.05)
@@ -83,6 +83,7 @@ def evaluate(checkpoint, data, out, split="val", steps=DEFAULT_STEPS, sampler=DE
         "baselines": {"copy": average["copy"], "mean": average["mean"]},
         "n": len(rows),
         "checkpoint": str(checkpoint if checkpoint is not None else path),
+        "weights": weights,
         "sampler": sampler,
         "steps": steps,
         "eta": eta,
