@@ -2,6 +2,7 @@
 
     python bench/time_to_quality.py --minutes 15                      # demo preset, eval every 3 min
     python bench/time_to_quality.py --minutes 30 --set prediction=eps --name eps --plot eps.png
+    python bench/time_to_quality.py --minutes 10 --every 5 --seed 1 --raw --name demo-seed1   # + raw weights
 
 Renders its own procedural data (seed 100, never the demo's objects) once into --data, trains in --out/<name>
 with `train --resume` for --every minutes at a time, and after each chunk scores the EMA weights on the data's

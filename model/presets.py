@@ -10,15 +10,16 @@ PRESETS = {
     "seed": (DiTConfig(image_size=64, patch_size=4, hidden_size=512, depth=8, num_heads=8, cond_depth=2,
                        cond_direct=False),
              DiffusionConfig(schedule="linear", prediction="eps")),
-    # 64 px at a size one CPU can train for hours.
+    # 64 px at a size one CPU can train for hours; no direct condition path, as demo (docs/study.md).
     "small": (DiTConfig(image_size=64, patch_size=4, hidden_size=256, depth=6, num_heads=4, cond_depth=1,
-                        cond_direct=True),
+                        cond_direct=False),
               DiffusionConfig(schedule="cosine", prediction="v")),
-    # The CPU prototype that learned: 32 px, patch 4, D=192, depth 6, v-prediction, condition added directly.
+    # 32 px, patch 4 (64 tokens), D=192, depth 6, v-prediction, cosine schedule: the fastest learner of the
+    # equal-minute study (docs/study.md); without the direct condition path it learned faster on two seeds.
     "demo": (DiTConfig(image_size=32, patch_size=4, hidden_size=192, depth=6, num_heads=3, cond_depth=1,
-                       cond_direct=True),
+                       cond_direct=False),
              DiffusionConfig(schedule="cosine", prediction="v")),
-    # Tests and checks: a training step takes milliseconds.
+    # Tests and checks: a training step takes milliseconds (keeps the direct path so its code stays exercised).
     "tiny": (DiTConfig(image_size=32, patch_size=4, hidden_size=64, depth=2, num_heads=2, cond_depth=1,
                        cond_direct=True),
              DiffusionConfig(schedule="cosine", prediction="v")),
