@@ -103,8 +103,11 @@ def test_sigterm_saves_a_checkpoint_and_resume_continues(tmp_path):
     proc = subprocess.Popen([sys.executable, "cli.py", "train", "--data", data, "--out", run, "--steps", "100000",
                              "--batch-size", "2", "--workers", "1", "--log-every", "1", "--sample-every", "0"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Wait for the first logged step: log.jsonl is created before the signal handler is installed, so its mere
+    # existence does not mean training has started (a SIGTERM then kills the process, with nothing to save).
+    log = os.path.join(run, "log.jsonl")
     deadline = time.time() + 60
-    while not os.path.exists(os.path.join(run, "log.jsonl")) and time.time() < deadline:
+    while not (os.path.exists(log) and os.path.getsize(log) > 0) and time.time() < deadline:
         time.sleep(0.2)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
