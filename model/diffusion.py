@@ -21,7 +21,7 @@ class DiffusionConfig:
     loss_weighting: str = "none"  # weight of the MSE term per step: "none" | "min_snr" (Hang et al. 2023)
     min_snr_gamma: float = 5.0
     # "edm": EDM's preconditioning (Karras et al. 2022) in variance-preserving form. The network sees c_in * x_t (unit
-    # variance for data of std sigma_data) and predicts F with x0 = c_skip * x_t + c_out * F; plain MSE on F is EDM's
+    # variance for data of RMS sigma_data) and predicts F with x0 = c_skip * x_t + c_out * F; plain MSE on F is EDM's
     # loss weighting. At sigma_data = 1 it is v-prediction (F = -v) without input scaling.
     sigma_data: float = 0.5
 
@@ -149,7 +149,7 @@ class GaussianDiffusion:
     def _skip_out(self, a, b):
         """EDM's c_skip and c_out for x_t = a x0 + b eps: the x0 estimate is c_skip x_t + c_out F."""
         sd2 = self.config.sigma_data ** 2
-        var = a ** 2 * sd2 + b ** 2  # variance of x_t for data of std sigma_data
+        var = a ** 2 * sd2 + b ** 2  # mean square of x_t for data of RMS sigma_data
         return a * sd2 / var, b * self.config.sigma_data / var.sqrt()
 
     def network_input(self, x_t, t) -> torch.Tensor:
