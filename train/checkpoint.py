@@ -81,11 +81,11 @@ def load_for_inference(path: str, device="cpu", weights="ema"):
         raise FileNotFoundError(f"no such run or weights folder: {path}")
     ckpt = checkpoint_dir(path)
     if ckpt is not None:
-        weights = os.path.join(ckpt, "ema.safetensors" if weights == "ema" else "model.safetensors")
+        weights_file = os.path.join(ckpt, "ema.safetensors" if weights == "ema" else "model.safetensors")
     elif weights == "raw":
         raise ValueError(f"{path} is not a run folder: only a run's checkpoint keeps the raw training weights")
     elif os.path.isfile(os.path.join(path, "model.safetensors")):
-        weights = os.path.join(path, "model.safetensors")
+        weights_file = os.path.join(path, "model.safetensors")
     else:
         raise FileNotFoundError(f"{path} holds no checkpoint: expected a run folder (config.json + checkpoint/) "
                                 f"or a weights folder (model.safetensors + config.json)")
@@ -94,7 +94,7 @@ def load_for_inference(path: str, device="cpu", weights="ema"):
         raise FileNotFoundError(f"{path} has weights but no config.json")
     config = read_config(config_path)
     net, diffusion = build(config, device)
-    load_model(net, weights, device=str(device))
+    load_model(net, weights_file, device=str(device))
     return net.eval().requires_grad_(False), diffusion, config
 
 
