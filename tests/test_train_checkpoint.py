@@ -36,6 +36,7 @@ def test_load_run_and_exported_weights(run, tmp_path):
     assert exported["train"]["step"] == 3 and "shards" not in exported["data"]
     summary = json.load(open(os.path.join(out, "training.json")))
     assert summary["steps"] == 3 and summary["samples"] == 6 and summary["training_s"] > 0
+    assert summary["final_losses_log_lines"] >= 1 and summary["final_losses"]["loss"] > 0
     net2, _, _ = load_for_inference(out)
     for (k, a), (_, b) in zip(net.state_dict().items(), net2.state_dict().items()):
         assert torch.equal(a, b), k

@@ -48,7 +48,7 @@ class RunLog:
 
 def training_summary(run_dir: str, last: int = 10) -> dict:
     """A short account of a run from its log.jsonl: steps, samples, hours, speed, and the loss terms at the end
-    (means over the last `last` log lines, by timestep quartile too)."""
+    (means over the last `last` log lines, by timestep quartile too; `final_losses_log_lines` says how many)."""
     path = os.path.join(run_dir, "log.jsonl")
     records = [json.loads(line) for line in open(path, encoding="utf-8") if line.strip()] if os.path.isfile(path) else []
     records = [r for r in records if "loss" in r]
@@ -60,7 +60,7 @@ def training_summary(run_dir: str, last: int = 10) -> dict:
     return {"steps": records[-1]["step"], "samples": records[-1]["samples"],
             "training_s": round(records[-1]["time_s"], 1), "training_hours": round(records[-1]["time_s"] / 3600, 2),
             "samples_per_s": round(records[-1]["samples"] / max(records[-1]["time_s"], 1e-9), 2),
-            f"final_losses_mean_of_last_{len(tail)}_log_lines": end}
+            "final_losses": end, "final_losses_log_lines": len(tail)}
 
 
 def rss_mb() -> float:
