@@ -182,7 +182,8 @@ def repack_ring_command(**options):
               "seen until that reaches --ema-halflife; 0 = no warm-up [default: 0.1].")
 @click.option("--precision", default=None, type=click.Choice(["auto", "fp32", "bf16"]),
               help="auto: bf16 only on CUDA or a CPU with AMX/AVX512-BF16 [default: auto].")
-@click.option("--compile/--no-compile", default=None, help="torch.compile the network [default: no].")
+@click.option("--compile/--no-compile", default=None, help="torch.compile the transformer blocks (about a minute of "
+              "warm-up, cached across runs) [default: auto, on for every preset but tiny].")
 @click.option("--workers", default=None, type=int, help="Data loader processes per training process [default: 2].")
 @click.option("--seed", default=None, type=int, help="Seed of initialisation, noise and data order [default: 0].")
 @click.option("--background", default=None, help="Background for transparent pixels: white, black, grey or r,g,b "

@@ -19,7 +19,7 @@ TRAIN_DEFAULTS = {
     "ema_halflife": 50000,     # samples
     "ema_rampup": 0.1,
     "precision": "auto",
-    "compile": False,
+    "compile": "auto",         # auto: compile the blocks for every preset but tiny (see train.loop.use_compile)
     "seed": 0,
     "workers": 2,
     "shuffle_buffer": 1000,
@@ -141,6 +141,8 @@ def validate(config: dict) -> None:
         raise ValueError("--lr and --grad-clip must be positive, --warmup-steps and --ema-halflife not negative")
     if t["max_minutes"] is not None and t["max_minutes"] <= 0:
         raise ValueError(f"--max-minutes must be positive, got {t['max_minutes']}")
+    if t["compile"] not in (True, False, "auto"):
+        raise ValueError(f"compile must be true, false or auto, got {t['compile']!r}")
     background_rgb(config["data"]["background"])
     resolve_shards(config["data"]["shards"])  # fail now, not after building the model
     if not 0 <= config["data"]["val_fraction"] < 1:

@@ -27,8 +27,7 @@ class EMA:
     def update(self, net: torch.nn.Module, samples_seen: int, batch: int) -> float:
         """Move the average towards the current weights; returns the decay used."""
         beta = self.decay(samples_seen, batch)
-        for e, p in zip(self.model.parameters(), net.parameters()):
-            e.lerp_(p.detach(), 1.0 - beta)
+        torch._foreach_lerp_(list(self.model.parameters()), [p.detach() for p in net.parameters()], 1.0 - beta)
         for e, b in zip(self.model.buffers(), net.buffers()):
             e.copy_(b)
         return beta
