@@ -151,3 +151,21 @@ def test_a_corrupt_shard_is_counted_once_over_many_epochs(data, tmp_path):
     code, line = train_cli("--data", data, "--out", tmp_path / "run", "--steps", 6, "--log-every", 6, *QUICK)
     assert code == 0, line   # 2 pairs, batch 2: six epochs, each meeting the bad shard
     assert records(tmp_path / "run")[-1]["skipped_shards"] == 1
+
+
+def test_sample_on_a_full_disk_is_one_line_and_leaves_no_temporary(small_disk, tmp_path):
+    import numpy as np
+    from PIL import Image
+    from test_sample_support import make_weights
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.full((20, 20, 3), 90, np.uint8)).save(photo)
+    out = small_disk / "out"
+    out.mkdir()
+    fill(small_disk / "filler")
+    result = CliRunner().invoke(cli.cli, ["sample", "--checkpoint", str(make_weights(tmp_path / "w")), str(photo),
+                                          "--out", str(out), "--steps", "1"])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines()[-1] == f"Error: {out / 'photo_input.png'}: No space left on device"
+    assert os.listdir(out) == []

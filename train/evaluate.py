@@ -120,8 +120,12 @@ def evaluate(checkpoint, data, out, split="val", steps=DEFAULT_STEPS, sampler=DE
 def write_text(path, text):
     """Write a text file atomically (temporary name, then rename)."""
     tmp = Path(path).with_name(Path(path).name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:   # a full disk: no half-written temporary left behind
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_csv(rows, path):

@@ -57,8 +57,14 @@ def save_image(img, path, **save_kwargs):
     """Write an image under a temporary name and rename it, so a killed run leaves no half-written file."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    img.save(tmp, format=path.suffix.lstrip(".").upper().replace("JPG", "JPEG"), **save_kwargs)
-    os.replace(tmp, path)
+    try:
+        img.save(tmp, format=path.suffix.lstrip(".").upper().replace("JPG", "JPEG"), **save_kwargs)
+        os.replace(tmp, path)
+    except BaseException as e:   # a full disk or a kill: no half-written temporary left behind
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.filename is None:   # PIL's write errors do not say which file
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from e
+        raise
 
 
 def make_generator(net, diffusion, *, steps, sampler, eta, cfg_scale, seed, batch_size, bar):
