@@ -1,24 +1,40 @@
 """Command line of the toolkit. Thin on purpose: every command parses options and calls one package function."""
+import errno
 import os
 import sys
 
 import click
 
+from render.backend import BACKENDS   # a light module: no pyrender or OpenGL import
+
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True, "max_content_width": 110}
+PRESET_NAMES = ("tiny", "demo", "small", "seed")   # model/presets.py's PRESETS (importing it would import torch)
+USER_OSERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, FileExistsError, PermissionError)
+# The machine's state rather than a bug: full disk, quota, read-only disk, file too big for the file system.
+DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
 
 
 class UserError(click.ClickException):
     """Bad input from the user: printed as one line, no traceback."""
 
 
+def first_line(e):
+    """The first line of an exception's message (its type name when it has none)."""
+    if isinstance(e, OSError) and e.errno in DISK_ERRNOS and e.strerror:
+        return f"{e.filename}: {e.strerror}" if e.filename else e.strerror
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
 def run(fn, **kwargs):
-    """Call a package function; turn its input errors into one-line CLI errors (DEBUG=1 shows the traceback)."""
+    """Call a package function; turn its input errors (and a full disk) into one-line CLI errors (DEBUG=1 shows the
+    traceback). Other exceptions are bugs and keep their traceback."""
     try:
         return fn(**kwargs)
-    except (ValueError, FileNotFoundError, NotADirectoryError, FileExistsError, PermissionError) as e:
-        if os.environ.get("DEBUG"):
+    except (ValueError, OSError) as e:
+        if os.environ.get("DEBUG") or (isinstance(e, OSError) and not isinstance(e, USER_OSERRORS)
+                                       and e.errno not in DISK_ERRNOS):
             raise
-        raise UserError(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__) from None
+        raise UserError(first_line(e)) from None
 
 
 @click.group(context_settings=CONTEXT)
@@ -42,7 +58,8 @@ def _render_options(command):
         click.option("--workers", type=int, default=None, help="Render processes [default: CPU cores]."),
         click.option("--seed", default=0, help="Seed of the views (and of the procedural objects)."),
         click.option("--shard-size", default=1000, help="Samples per shard (an object never spans two shards)."),
-        click.option("--backend", default="auto", help="OpenGL platform: auto|osmesa|egl (auto: egl on NVIDIA)."),
+        click.option("--backend", default="auto", type=click.Choice(BACKENDS),
+                     help="OpenGL platform (auto: egl on NVIDIA, else osmesa)."),
         click.option("--timeout-s", default=300.0, help="Abandon an object still rendering after this long."),
         click.option("--rank", type=int, default=None,
                      help="This process's share [default: $SLURM_PROCID, $RANK or 0]."),
@@ -169,7 +186,7 @@ def repack_ring_command(**options):
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder (config, checkpoint, logs).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint (options not given keep "
               "the run's values).")
-@click.option("--preset", default=None, help="Model size: tiny, demo, small or seed [default: tiny].")
+@click.option("--preset", default=None, type=click.Choice(PRESET_NAMES), help="Model size [default: tiny].")
 @click.option("--steps", default=None, type=int, help="Stop at this step count [default: 10000].")
 @click.option("--max-minutes", default=None, type=float, help="Also stop after this many minutes of this invocation.")
 @click.option("--batch-size", default=None, type=int, help="Global batch, split across torchrun processes [default: 32].")
@@ -207,8 +224,10 @@ SAMPLER_OPTIONS = [
     click.option("--checkpoint", default=None, help=CHECKPOINT_HELP),
     click.option("--steps", default=10, type=int, help="Denoising steps."),
     click.option("--sampler", default="ancestral", type=click.Choice(["ddim", "ancestral"]), help="Sampler."),
-    click.option("--eta", default=0.0, type=float, help="DDIM noise (0 = deterministic given the seed)."),
-    click.option("--cfg-scale", default=1.5, type=float, help="Classifier-free guidance scale (1 = no guidance)."),
+    click.option("--eta", default=0.0, type=click.FloatRange(0, 1),
+                 help="DDIM noise (0 = deterministic given the seed, 1 = the ancestral step's noise)."),
+    click.option("--cfg-scale", default=1.5, type=click.FloatRange(min=0),
+                 help="Classifier-free guidance scale (1 = no guidance, 0 = unconditional)."),
     click.option("--seed", default=0, type=int, help="Seed of the sampling noise."),
     click.option("--batch-size", default=16, type=int, help="Images denoised together per forward pass."),
     click.option("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ..."),

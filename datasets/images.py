@@ -5,6 +5,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+# Largest input accepted, in pixels (width x height): a 48-megapixel phone photo passes; a 10000x10000 upload
+# (0.3 GB as 8-bit RGB, more while it is converted) is refused before it is decoded. Inputs are shrunk to the
+# model's 32-64 px anyway.
+MAX_INPUT_PIXELS = 50_000_000
 NAMED_BACKGROUNDS = {"white": (255, 255, 255), "black": (0, 0, 0), "grey": (128, 128, 128), "gray": (128, 128, 128)}
 
 
@@ -26,15 +30,23 @@ def background_rgb(name) -> tuple:
 
 
 def load_image(path) -> Image.Image:
-    """Open and fully decode an image file (or bytes); a corrupt or unreadable input raises ValueError."""
+    """Open and fully decode an image file (or bytes); a corrupt, unreadable or too large (MAX_INPUT_PIXELS) input
+    raises ValueError."""
+    name = "<bytes>" if isinstance(path, (bytes, bytearray)) else path
+    unreadable = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
     try:
-        source = io.BytesIO(path) if isinstance(path, (bytes, bytearray)) else path
-        img = Image.open(source)
-        img.load()  # decode now, so a truncated file fails here rather than later
-        return img
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        name = "<bytes>" if isinstance(path, (bytes, bytearray)) else path
+        img = Image.open(io.BytesIO(path) if isinstance(path, (bytes, bytearray)) else path)   # the header only
+    except unreadable as e:
         raise ValueError(f"cannot read image: {name}") from e
+    width, height = img.size
+    if width * height > MAX_INPUT_PIXELS:
+        raise ValueError(f"image too large: {name} is {width}x{height} pixels, more than the "
+                         f"{MAX_INPUT_PIXELS / 1e6:.0f} megapixels accepted; shrink it first")
+    try:
+        img.load()  # decode now, so a truncated file fails here rather than later
+    except unreadable as e:
+        raise ValueError(f"cannot read image: {name}") from e
+    return img
 
 
 def composite(img: Image.Image, background="white") -> Image.Image:

@@ -6,6 +6,8 @@ import os
 import random
 import re
 import signal
+import urllib.error
+import urllib.request
 import warnings
 from collections import Counter
 
@@ -20,7 +22,9 @@ from datasets.split import in_split
 from model.dit import camera_vector
 
 URL_PATTERN = re.compile(r"^([a-z][a-z0-9+.-]*://|pipe:)", re.IGNORECASE)
-SKIPPED = Counter()  # corrupt shards and samples skipped by this process ("shards", "samples")
+SKIPPED = Counter()  # distinct corrupt shards and samples skipped by this process ("shards", "samples")
+SKIPPED_NAMES = {"shards": {}, "samples": {}}  # their names, in order (dicts as ordered sets): each counts once
+URL_TIMEOUT_S = 60  # an http(s) shard whose server sends nothing for this long is skipped
 
 
 class SkippedDataWarning(UserWarning):
@@ -50,11 +54,29 @@ def resolve_shards(spec) -> list:
 
 
 def _skip(kind: str, what: str, reason) -> bool:
-    """Count and report a corrupt shard or sample; returning True tells webdataset to carry on."""
-    SKIPPED[kind] += 1
-    warnings.warn(f"skipped corrupt {kind[:-1]} {what}: {reason} ({SKIPPED[kind]} {kind} skipped so far)",
-                  SkippedDataWarning, stacklevel=2)
+    """Count and report a corrupt shard or sample the first time it is met (each epoch meets it again); returning
+    True tells webdataset to carry on."""
+    if what not in SKIPPED_NAMES[kind]:
+        SKIPPED_NAMES[kind][what] = str(reason)
+        SKIPPED[kind] += 1
+        warnings.warn(f"skipped corrupt {kind[:-1]} {what}: {reason} ({SKIPPED[kind]} {kind} skipped so far)",
+                      SkippedDataWarning, stacklevel=2)
     return True
+
+
+def _open_shard(url: str):
+    """A readable stream of a shard: http(s) through urllib with a timeout (webdataset's curl pipe waits forever on a
+    silent server and raises from close() on a 404), anything else through webdataset's gopen."""
+    if url.lower().startswith(("http://", "https://")):
+        try:
+            return urllib.request.urlopen(url, timeout=URL_TIMEOUT_S)
+        except urllib.error.HTTPError as e:
+            raise OSError(f"HTTP {e.code} {e.reason}") from None
+        except (urllib.error.URLError, OSError) as e:
+            reason = getattr(e, "reason", e)
+            raise OSError(f"no answer within {URL_TIMEOUT_S} s" if isinstance(reason, TimeoutError)
+                          else f"cannot download: {reason}") from None
+    return gopen(url)
 
 
 def _shard_error(exn: Exception) -> bool:
@@ -102,14 +124,17 @@ def _shard_files(shards):
     """The files of each shard in turn; a shard that cannot be opened or read is skipped, and every file is closed."""
     for url in shards:
         try:
-            stream = gopen(url)
+            stream = _open_shard(url)
         except Exception as e:  # noqa: BLE001 - whatever the opener raises (missing file, curl, permissions)
             _skip("shards", url, e)
             continue
         try:
             yield from tar_file_expander([{"url": url, "stream": stream}], handler=_shard_error)
         finally:
-            stream.close()
+            try:
+                stream.close()
+            except OSError as e:  # a pipe opener reports its command's failure here
+                _skip("shards", url, e)
 
 
 def _raw_samples(shards, split, val_fraction):
@@ -170,13 +195,20 @@ def _shuffled(items, size, rng):
     yield from buffer
 
 
-def _batches(pairs, batch_size, reader):
-    """Stack pairs into batches of exactly batch_size; each carries its reader's running count of skipped data."""
+def _batches(pairs, batch_size, reader, shards=()):
+    """Stack pairs into batches of exactly batch_size; each carries its reader's running count of skipped data and
+    the names skipped since its previous batch (readers meet the same shard in different epochs: the trainer counts
+    the union)."""
+    sent = {kind: 0 for kind in SKIPPED_NAMES}
     while True:
         chunk = list(itertools.islice(pairs, batch_size))
         if len(chunk) < batch_size:
             return
+        new = {kind: [n for n in list(names)[sent[kind]:] if n.rsplit(" in ", 1)[-1] in shards]   # ours only
+               for kind, names in SKIPPED_NAMES.items()}
+        sent = {kind: len(names) for kind, names in SKIPPED_NAMES.items()}
         yield {
+            "skipped_new": new,
             "src": torch.stack([p["src"] for p in chunk]),
             "tgt": torch.stack([p["tgt"] for p in chunk]),
             "camera": torch.stack([p["camera"] for p in chunk]),
@@ -217,8 +249,11 @@ class PairStream(IterableDataset):
                 found = True
                 yield item
             if not found and share == "all":
+                last = next(reversed(SKIPPED_NAMES["shards"].items()), None)
+                why = f"; last skipped: {last[0]}: {last[1]}" if last else ""
                 raise ValueError(f"no usable {self.split} samples in {len(order)} shards "
-                                 f"({SKIPPED['shards']} corrupt shards, {SKIPPED['samples']} corrupt samples skipped)")
+                                 f"({SKIPPED['shards']} unreadable shards, {SKIPPED['samples']} corrupt samples skipped"
+                                 f"{why})")
             if not found:
                 share = "samples" if share == "shards" else "all"
 
@@ -226,7 +261,7 @@ class PairStream(IterableDataset):
         slot, slots = _slot()
         rng = random.Random(f"{self.seed}-slot-{slot}")
         raw = _shuffled(self._epochs(slot, slots), self.shuffle_buffer, rng)  # shuffle bytes, not decoded tensors
-        return _batches(_decoded(raw, self.image_size, self.background), self.batch_size, slot)
+        return _batches(_decoded(raw, self.image_size, self.background), self.batch_size, slot, set(self.shards))
 
 
 def _worker_init(_):

@@ -52,7 +52,9 @@ class Schedule:
         self.sqrt_one_minus_abar = (1 - self.abar).sqrt()
         self.post_var = betas * (1 - self.abar_prev) / (1 - self.abar)
         # The posterior variance is 0 at the first step; its log is clipped to the next value, as Improved DDPM does.
-        self.post_logvar = torch.cat([self.post_var[1:2], self.post_var[1:]]).log()
+        # A one-step schedule has no next value: its only step is clipped to log beta (the step adds no noise anyway).
+        clip = self.post_var[1:2] if len(betas) > 1 else betas[:1]
+        self.post_logvar = torch.cat([clip, self.post_var[1:]]).log()
         self.post_coef_x0 = betas * self.abar_prev.sqrt() / (1 - self.abar)
         self.post_coef_xt = (1 - self.abar_prev) * alphas.sqrt() / (1 - self.abar)
         self.log_betas = betas.log()

@@ -109,7 +109,6 @@ def test_cli_errors_are_one_line(tmp_path):
         "no GLB/GLTF/OBJ/PLY/STL files": ["render", "meshes", str(tmp_path / "empty"), "--out", str(tmp_path / "o1")],
         "does not exist": ["render", "meshes", str(tmp_path / "nope"), "--out", str(tmp_path / "o2")],
         "not shards of this tool": ["render", "meshes", str(tmp_path / "one.glb"), "--out", str(tmp_path / "theirs")],
-        "unknown backend": ["render", "procedural", "--backend", "gl", "--out", str(tmp_path / "o3")],
     }
     for message, args in cases.items():
         result = runner.invoke(cli.cli, args)

@@ -1,6 +1,7 @@
 """The resolved run configuration: preset + options -> one JSON dict, saved as config.json in the run folder."""
 import dataclasses
 import json
+import math
 import os
 
 from datasets.images import background_rgb
@@ -39,18 +40,30 @@ PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def read_config(path: str) -> dict:
-    """Read a config.json."""
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    """Read a config.json (a file that is not a JSON object raises ValueError naming it)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{path} is not a JSON object")
+    return config
 
 
 def write_json_atomic(path: str, data: dict) -> None:
-    """Write JSON under a temporary name and rename it, so readers never see half a file."""
+    """Write JSON under a temporary name and rename it, so readers never see half a file (nor a full disk a stale
+    temporary)."""
     tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def parse_overrides(items) -> dict:
@@ -129,23 +142,37 @@ def _resumed(stored: dict, data, options: dict, model_overrides: dict) -> dict:
     return config
 
 
+# Every numeric train option and the least value it may take: (name, integer?, minimum, minimum allowed?).
+NUMERIC_OPTIONS = (("steps", True, 1, True), ("batch_size", True, 1, True), ("log_every", True, 1, True),
+                   ("ckpt_every", True, 1, True), ("sample_every", True, 0, True), ("sample_steps", True, 1, True),
+                   ("warmup_steps", True, 0, True), ("workers", True, 0, True), ("shuffle_buffer", True, 0, True),
+                   ("seed", True, 0, True), ("lr", False, 0, False), ("grad_clip", False, 0, False),
+                   ("weight_decay", False, 0, True), ("ema_halflife", False, 0, True), ("ema_rampup", False, 0, True),
+                   ("ckpt_minutes", False, 0, False), ("max_minutes", False, 0, False))
+
+
+def check_number(name: str, value, integer: bool, least, inclusive: bool) -> None:
+    """Refuse a non-number, NaN, inf, a fraction where an integer is due, or a value below its least."""
+    flag = f"--{name.replace('_', '-')}"
+    if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
+        raise ValueError(f"{flag} must be {'an integer' if integer else 'a number'}, got {value!r}")
+    if not math.isfinite(value) or value < least or (value == least and not inclusive):
+        raise ValueError(f"{flag} must be a finite number {'>=' if inclusive else '>'} {least}, got {value}")
+
+
 def validate(config: dict) -> None:
     """Reject option values that would fail later, with a one-line reason."""
     t = config["train"]
     if t["precision"] not in PRECISIONS:
         raise ValueError(f"unknown precision {t['precision']!r}: use {', '.join(PRECISIONS)}")
-    for key in ("steps", "batch_size"):
-        if not isinstance(t[key], int) or t[key] < 1:
-            raise ValueError(f"--{key.replace('_', '-')} must be a positive integer, got {t[key]}")
-    if not t["lr"] > 0 or t["grad_clip"] <= 0 or t["warmup_steps"] < 0 or t["ema_halflife"] < 0:
-        raise ValueError("--lr and --grad-clip must be positive, --warmup-steps and --ema-halflife not negative")
-    if t["max_minutes"] is not None and t["max_minutes"] <= 0:
-        raise ValueError(f"--max-minutes must be positive, got {t['max_minutes']}")
+    for name, integer, least, inclusive in NUMERIC_OPTIONS:
+        if t.get(name) is not None or name != "max_minutes":   # max_minutes None = no time budget
+            check_number(name, t.get(name), integer, least, inclusive)
     if t["compile"] not in (True, False, "auto"):
         raise ValueError(f"compile must be true, false or auto, got {t['compile']!r}")
     background_rgb(config["data"]["background"])
     resolve_shards(config["data"]["shards"])  # fail now, not after building the model
-    if not 0 <= config["data"]["val_fraction"] < 1:
+    if not isinstance(config["data"]["val_fraction"], (int, float)) or not 0 <= config["data"]["val_fraction"] < 1:
         raise ValueError(f"--val-fraction must be in [0, 1), got {config['data']['val_fraction']}")
     if config["model"]["learn_sigma"] != config["diffusion"]["learn_sigma"]:
         raise ValueError("model and diffusion disagree on learn_sigma")

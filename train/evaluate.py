@@ -18,7 +18,8 @@ from datasets.pairs import iter_pairs
 from train.checkpoint import load_for_inference
 from train.fetch import resolve_checkpoint
 from train.metrics import MASK_THRESHOLD, PSNR_CAP_DB, all_metrics, to_unit_hwc
-from train.sample import DEFAULT_CFG, DEFAULT_SAMPLER, DEFAULT_STEPS, make_generator, pick_device, save_image
+from train.sample import (DEFAULT_CFG, DEFAULT_SAMPLER, DEFAULT_STEPS, check_sampler_options, make_generator,
+                          pick_device, save_image)
 
 METRICS = ("psnr", "ssim", "mask_iou")
 ROWS = ("model", "copy", "mean")
@@ -42,8 +43,9 @@ def evaluate(checkpoint, data, out, split="val", steps=DEFAULT_STEPS, sampler=DE
              cfg_scale=DEFAULT_CFG, seed=0, limit=None, batch_size=16, device="auto", mean_pairs=2000, val_fraction=None,
              cache_dir=None, weights="ema"):
     """Evaluate on the `split` pairs of `data`; write the JSON report, a per-pair CSV and a PNG grid; return the report."""
-    if steps < 1 or batch_size < 1 or (limit is not None and limit < 1):
-        raise ValueError("--steps, --batch-size and --limit must be at least 1")
+    check_sampler_options(steps, eta, cfg_scale, batch_size)
+    if (limit is not None and limit < 1) or mean_pairs < 1:
+        raise ValueError("--limit and --mean-pairs must be at least 1")
     out = Path(out)
     if out.suffix.lower() != ".json":
         raise ValueError(f"--out must name a .json report, got {out}")
@@ -51,11 +53,17 @@ def evaluate(checkpoint, data, out, split="val", steps=DEFAULT_STEPS, sampler=DE
     net, diffusion, config = load_for_inference(path, device=pick_device(device), weights=weights)
     size, background = config["model"]["image_size"], config["data"].get("background", "white")
     if val_fraction is None:
-        val_fraction = config["data"].get("val_fraction", 0.05)
+        val_fraction = config["data"].get("val_fraction")
+    if val_fraction is None:
+        if split == "val":
+            raise ValueError(f"--split val: {path}/config.json records no val_fraction, so which objects were held "
+                             "out is unknown; use --split all")
+        val_fraction = 0.0   # --split all reads every pair; the mean baseline then averages all of them
 
     pairs = list(itertools.islice(iter_pairs(data, size, background, split, val_fraction), limit))
     if not pairs:
-        raise ValueError(f"no {split} pairs in {data} (val_fraction {val_fraction}); try --split all")
+        hint = "; try --split all" if split != "all" else ""
+        raise ValueError(f"no {split} pairs in {data} (val_fraction {val_fraction}){hint}")
     mean_image, mean_from = mean_target(data, size, background, val_fraction, mean_pairs)
     src = torch.stack([p["src"] for p in pairs])
     tgt = torch.stack([p["tgt"] for p in pairs])
@@ -112,8 +120,12 @@ def evaluate(checkpoint, data, out, split="val", steps=DEFAULT_STEPS, sampler=DE
 def write_text(path, text):
     """Write a text file atomically (temporary name, then rename)."""
     tmp = Path(path).with_name(Path(path).name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:   # a full disk: no half-written temporary left behind
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_csv(rows, path):

@@ -2,6 +2,7 @@
 import hashlib
 import os
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -13,7 +14,8 @@ WEIGHTS_DIR = PROJECT_ROOT / "weights"
 DEFAULT_WEIGHTS = "reference"
 CACHE_ENV = "DIT_NVS_CACHE"
 WEIGHT_FILES = ("config.json", "model.safetensors")   # what a published weights folder must hold
-TIMEOUT_S = 60
+TIMEOUT_S = 60          # longest wait for any bytes at all
+DEADLINE_S = 30 * 60    # longest a whole file may take: a server trickling bytes never trips the timeout above
 
 
 def default_cache_dir():
@@ -55,7 +57,10 @@ def fetch_weights(url, cache_dir=None):
     target.mkdir(parents=True, exist_ok=True)
     sums_part = _download(base + "SHA256SUMS", target / "SHA256SUMS.part", quiet=True)
     try:
-        sums = parse_sha256sums(sums_part.read_text())
+        try:
+            sums = parse_sha256sums(sums_part.read_bytes().decode("utf-8"))
+        except UnicodeDecodeError:
+            raise ValueError(f"{base}SHA256SUMS is not a sha256sum listing (not text)") from None
         for name in WEIGHT_FILES:
             _fetch_checked(base, name, target, sums)
         sums_part.rename(target / "SHA256SUMS")   # last: marks the folder complete
@@ -81,6 +86,24 @@ def _fetch_checked(base, name, target, sums):
     part.replace(final)
 
 
+def verify_folder(folder):
+    """Check the files a weights folder's SHA256SUMS lists (a folder without one is not checked); a missing or changed
+    file raises ValueError naming it."""
+    folder = Path(folder)
+    if not (folder / "SHA256SUMS").is_file():
+        return
+    try:
+        sums = parse_sha256sums((folder / "SHA256SUMS").read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError(f"{folder / 'SHA256SUMS'} is not a sha256sum listing") from None
+    for name, expected in sums.items():
+        path = folder / name
+        if not path.is_file():
+            raise ValueError(f"{path} is listed in SHA256SUMS but missing")
+        if sha256_file(path) != expected:
+            raise ValueError(f"{path} does not match its SHA256SUMS checksum: the file is corrupt or was changed")
+
+
 def parse_sha256sums(text):
     """{file name: hex digest} from `sha256sum` output ("<hex>  <name>" or "<hex> *<name>" lines)."""
     sums = {}
@@ -101,15 +124,19 @@ def sha256_file(path, chunk=1 << 20):
 
 
 def _download(url, dest, quiet=False):
-    """Stream `url` to `dest` with a progress bar; HTTP and network errors become one-line user errors."""
+    """Stream `url` to `dest` with a progress bar, within TIMEOUT_S per read and DEADLINE_S in all; HTTP and
+    network errors become one-line user errors."""
+    deadline = time.monotonic() + DEADLINE_S
     try:
         with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response, open(dest, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, unit="B", unit_scale=True, desc=f"fetch {Path(dest).stem}",
                       disable=quiet, leave=False) as bar:
-                while block := response.read(1 << 20):
+                while block := response.read1(1 << 16):   # whatever has arrived: the bar and the deadline see it
                     out.write(block)
                     bar.update(len(block))
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"not complete after {DEADLINE_S} s ({bar.n} bytes so far)")
     except urllib.error.HTTPError as e:
         Path(dest).unlink(missing_ok=True)
         raise FileNotFoundError(f"{url}: HTTP {e.code} {e.reason}") from None

@@ -20,13 +20,40 @@ def summarize(window: list, quartiles) -> dict:
     return stats
 
 
+def repair_torn_line(path: str) -> None:
+    """Cut a last line left unfinished by a crash mid-write, so appended lines start on a line of their own."""
+    if not os.path.isfile(path) or os.path.getsize(path) == 0:
+        return
+    with open(path, "rb+") as f:
+        data = f.read()
+        if not data.endswith(b"\n"):
+            f.truncate(data.rfind(b"\n") + 1)
+
+
+def read_records(path: str) -> list:
+    """The JSON objects of a log.jsonl; a line that does not parse (torn by a crash mid-write) is left out."""
+    records = []
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(record, dict):
+                    records.append(record)
+    return records
+
+
 class RunLog:
     """Appends one JSON object per log interval to log.jsonl and mirrors the numbers into TensorBoard."""
 
     def __init__(self, run_dir: str):
         from torch.utils.tensorboard import SummaryWriter  # imported here: it pulls in tensorboard (~1 s)
 
-        self.file = open(os.path.join(run_dir, "log.jsonl"), "a", encoding="utf-8")
+        path = os.path.join(run_dir, "log.jsonl")
+        repair_torn_line(path)
+        self.file = open(path, "a", encoding="utf-8")
         self.tb = SummaryWriter(os.path.join(run_dir, "tb"))
 
     def write(self, step: int, values: dict) -> None:
@@ -49,9 +76,7 @@ class RunLog:
 def training_summary(run_dir: str, last: int = 10) -> dict:
     """A short account of a run from its log.jsonl: steps, samples, hours, speed, and the loss terms at the end
     (means over the last `last` log lines, by timestep quartile too; `final_losses_log_lines` says how many)."""
-    path = os.path.join(run_dir, "log.jsonl")
-    records = [json.loads(line) for line in open(path, encoding="utf-8") if line.strip()] if os.path.isfile(path) else []
-    records = [r for r in records if "loss" in r]
+    records = [r for r in read_records(os.path.join(run_dir, "log.jsonl")) if "loss" in r]
     if not records:
         return {}
     tail = records[-last:]

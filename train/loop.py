@@ -21,6 +21,7 @@ from train.config import DATA_DEFAULTS, TRAIN_DEFAULTS, parse_overrides, resolve
 from train.ema import EMA
 from train.grid import save_grid
 from train.logs import RunLog, rss_mb, summarize
+from train.runlock import RunLock
 
 PREVIEW_PAIRS = 4  # rows of the periodic sample grids
 
@@ -149,9 +150,16 @@ def train(data=None, out=None, *, resume=False, image_size=None, overrides=None,
     if image_size is not None:
         model_overrides["image_size"] = image_size
     d = distributed.setup()
+    lock = RunLock(str(out))
     try:
+        if d.main:
+            os.makedirs(out, exist_ok=True)
+        busy = lock.try_acquire() if d.main else None   # a second run into the same folder would mix both
+        if distributed.any_rank(d, [busy is not None])[0]:
+            raise FileExistsError(busy or f"{out} is in use by another train run")
         return _train(d, data, str(out), resume, model_overrides, options, progress)
     finally:
+        lock.release()
         distributed.cleanup(d)
 
 
@@ -245,7 +253,7 @@ class Trainer:
 def _train(d, data, out, resume, model_overrides, options, progress) -> dict:
     """train() once the process group is up."""
     if d.main:
-        os.makedirs(out, exist_ok=True)
+        remove_stale_temporaries(out)   # first: on a full disk they hold the room that config.json needs
     distributed.barrier(d)
     config, stored = resolve(out, resume, data, options, model_overrides)
     distributed.barrier(d)  # every rank has read the folder before rank 0 writes into it
@@ -254,7 +262,6 @@ def _train(d, data, out, resume, model_overrides, options, progress) -> dict:
         raise ValueError(f"--batch-size {t['batch_size']} is not divisible by the {d.world_size} processes")
     if d.main:
         write_json_atomic(os.path.join(out, "config.json"), config)
-        remove_stale_temporaries(out)
 
     run = Trainer(d, config, out, resumable=stored is not None)
     start_step = run.step
@@ -268,7 +275,7 @@ def _train(d, data, out, resume, model_overrides, options, progress) -> dict:
     log = RunLog(out) if d.main else None
     run.restore_rng()
 
-    readers = {}  # each loader reader's running count of skipped shards and samples
+    skipped = {"shards": set(), "samples": set()}  # names of the corrupt data the loader readers skipped
     start = last_log = last_save = time.monotonic()
     samples_at_log, waited, smooth_loss, stopped = run.samples, 0.0, None, "steps"
     bar = tqdm(total=t["steps"], initial=run.step, disable=not (progress and d.main), desc="train", unit="step",
@@ -286,7 +293,8 @@ def _train(d, data, out, resume, model_overrides, options, progress) -> dict:
                         break
                     raise
                 waited += time.monotonic() - tick
-                readers[batch["reader"]] = batch["skipped"].tolist()
+                for kind, names in batch["skipped_new"].items():
+                    skipped[kind].update(names)
                 loss = run.train_step(batch)
 
                 smooth_loss = loss if smooth_loss is None else 0.95 * smooth_loss + 0.05 * loss
@@ -302,13 +310,12 @@ def _train(d, data, out, resume, model_overrides, options, progress) -> dict:
                 if run.step % t["log_every"] == 0 or last:
                     stats = run.interval_stats()
                     if d.main:
-                        skipped = np.sum(list(readers.values()), axis=0).tolist() if readers else [0, 0]
                         interval = max(now - last_log, 1e-9)
                         log.write(run.step, dict(stats, samples=run.samples, lr=run.lr, ema_decay=run.ema_decay,
                                                  samples_per_s=(run.samples - samples_at_log) / interval,
                                                  data_wait=waited / interval, rss_mb=rss_mb(),
-                                                 time_s=run.trained_s + now - start, skipped_shards=skipped[0],
-                                                 skipped_samples=skipped[1]))
+                                                 time_s=run.trained_s + now - start, skipped_shards=len(skipped["shards"]),
+                                                 skipped_samples=len(skipped["samples"])))
                     last_log, samples_at_log, waited = now, run.samples, 0.0
                 if d.main and t["sample_every"] and run.step % t["sample_every"] == 0 and not last:
                     run.preview(preview)
@@ -318,7 +325,7 @@ def _train(d, data, out, resume, model_overrides, options, progress) -> dict:
                 if due and not last:
                     run.save()
                     last_save = time.monotonic()
-        except KeyboardInterrupt:  # the second Ctrl-C: leave without saving
+        except BaseException:  # the second Ctrl-C (leave without saving) or an error: the message on a line of its own
             bar.close()
             if log:
                 log.close()

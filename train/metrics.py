@@ -8,8 +8,16 @@ PSNR_CAP_DB = 100.0
 MASK_THRESHOLD = 0.1
 
 
+def check_finite(*images):
+    """Refuse images holding NaN or inf: every metric below would score them as a match (min(cap, nan) is the cap)."""
+    for image in images:
+        if not np.isfinite(image).all():
+            raise ValueError("cannot score an image holding NaN or inf values (the model or its options are broken)")
+
+
 def psnr(pred, target):
     """Peak signal-to-noise ratio in dB for images in [0, 1], capped at PSNR_CAP_DB (equal images)."""
+    check_finite(pred, target)
     mse = float(np.mean((pred.astype(np.float64) - target.astype(np.float64)) ** 2))
     if mse == 0.0:
         return PSNR_CAP_DB
@@ -18,6 +26,7 @@ def psnr(pred, target):
 
 def ssim(pred, target):
     """Mean structural similarity of two HxWx3 images in [0, 1] (scikit-image, uniform 7x7 window)."""
+    check_finite(pred, target)
     win = min(7, *pred.shape[:2])
     win -= 1 - win % 2                       # the window must be odd and fit the image
     value = structural_similarity(pred, target, channel_axis=-1, data_range=1.0, win_size=win)
@@ -34,6 +43,7 @@ def foreground_mask(image, background_rgb):
 
 def mask_iou(pred, target, background_rgb):
     """Intersection over union of the two images' foreground masks; 1.0 when both are empty."""
+    check_finite(pred, target)
     a, b = foreground_mask(pred, background_rgb), foreground_mask(target, background_rgb)
     union = np.logical_or(a, b).sum()
     if union == 0:

@@ -36,9 +36,20 @@ def list_inputs(inputs):
 
 
 def pick_device(name):
-    """"auto" means CUDA when available, else CPU; anything else is passed to torch as is."""
+    """"auto" means CUDA when available, else CPU; cpu, cuda or cuda:N are checked against what this machine has."""
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ValueError(f"unknown --device {name!r}: use auto, cpu, cuda or cuda:N")
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (device.index or 0) >= count:
+            raise ValueError(f"--device {name}: this machine has {count} CUDA GPU(s) that torch can use; "
+                             "use --device cpu or auto")
     return name
 
 
@@ -46,8 +57,14 @@ def save_image(img, path, **save_kwargs):
     """Write an image under a temporary name and rename it, so a killed run leaves no half-written file."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    img.save(tmp, format=path.suffix.lstrip(".").upper().replace("JPG", "JPEG"), **save_kwargs)
-    os.replace(tmp, path)
+    try:
+        img.save(tmp, format=path.suffix.lstrip(".").upper().replace("JPG", "JPEG"), **save_kwargs)
+        os.replace(tmp, path)
+    except BaseException as e:   # a full disk or a kill: no half-written temporary left behind
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.filename is None:   # PIL's write errors do not say which file
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from e
+        raise
 
 
 def make_generator(net, diffusion, *, steps, sampler, eta, cfg_scale, seed, batch_size, bar):
@@ -64,21 +81,33 @@ def make_generator(net, diffusion, *, steps, sampler, eta, cfg_scale, seed, batc
             cam = None if camera is None else camera[start:start + batch_size].to(device)
             outs.append(diffusion.sample(net, chunk, steps=steps, sampler=sampler, eta=eta, cfg_scale=cfg_scale,
                                          camera=cam, generator=rng, progress=lambda i, n: bar.update(1)).cpu())
-        return torch.cat(outs)
+        out = torch.cat(outs)
+        if not torch.isfinite(out).all():   # would be written as black pixels and scored as a perfect match
+            raise ValueError("the model produced non-finite values (NaN/inf): its weights or options are broken")
+        return out
 
     return generate
 
 
-def check_options(steps, num_samples, turntable, batch_size):
-    """Reject option values that cannot work, with a one-line reason."""
+def check_sampler_options(steps, eta, cfg_scale, batch_size):
+    """Reject sampler settings that cannot work (sample and evaluate), with a one-line reason."""
     if steps < 1:
         raise ValueError("--steps must be at least 1")
+    if not (math.isfinite(eta) and 0 <= eta <= 1):   # eta > 1 asks for more noise than the step has
+        raise ValueError(f"--eta must be a number in [0, 1], got {eta}")
+    if not (math.isfinite(cfg_scale) and cfg_scale >= 0):
+        raise ValueError(f"--cfg-scale must be a finite number >= 0 (1 = no guidance), got {cfg_scale}")
+    if batch_size < 1:
+        raise ValueError("--batch-size must be at least 1")
+
+
+def check_options(steps, num_samples, turntable, batch_size, eta=0.0, cfg_scale=DEFAULT_CFG):
+    """Reject option values that cannot work, with a one-line reason."""
+    check_sampler_options(steps, eta, cfg_scale, batch_size)
     if num_samples < 1:
         raise ValueError("--num-samples must be at least 1")
     if turntable == 1 or turntable < 0:
         raise ValueError("--turntable needs at least 2 views (0 = a single turned view)")
-    if batch_size < 1:
-        raise ValueError("--batch-size must be at least 1")
 
 
 def unique_stems(files):
@@ -93,11 +122,34 @@ def unique_stems(files):
     return stems
 
 
+def planned_outputs(out, stems, num_samples, turntable):
+    """Every file sample() writes for these input stems (the names write_turntable and the loop below use)."""
+    paths = []
+    for stem in stems:
+        tags = [stem] if num_samples == 1 else [f"{stem}_s{j}" for j in range(num_samples)]
+        if turntable:
+            paths += [out / f"{tag}_{kind}" for tag in tags for kind in
+                      [f"view{k:02d}.png" for k in range(turntable)] + ["turntable.png", "turntable.gif"]]
+        else:
+            paths += [out / f"{stem}_input.png"] + [out / f"{tag}_turned.png" for tag in tags]
+    return paths
+
+
+def check_no_overwrite(files, outputs):
+    """Refuse to write over an input (`sample out/x_turned.png --out out` would replace it with its own turn)."""
+    inputs = {f.resolve(): f for f in files}
+    for path in outputs:
+        if path.resolve() in inputs:
+            raise FileExistsError(f"{path} would be written over the input {inputs[path.resolve()]}: "
+                                  "choose another --out")
+
+
 def sample(checkpoint, inputs, out, steps=DEFAULT_STEPS, sampler=DEFAULT_SAMPLER, eta=0.0, cfg_scale=DEFAULT_CFG,
            seed=0, num_samples=1, turntable=0, device="auto", batch_size=16, cache_dir=None):
     """Write the turned view(s) of every input image into `out`, each next to its prepared input; returns the paths."""
-    check_options(steps, num_samples, turntable, batch_size)
+    check_options(steps, num_samples, turntable, batch_size, eta, cfg_scale)
     files = list_inputs(inputs)
+    check_no_overwrite(files, planned_outputs(Path(out), unique_stems(files), num_samples, turntable))
     path = resolve_checkpoint(checkpoint, cache_dir)
     net, diffusion, config = load_for_inference(path, device=pick_device(device))
     size, background = config["model"]["image_size"], config["data"].get("background", "white")
