@@ -237,23 +237,6 @@ def sample(**kwargs):
 
 
 @cli.command()
-@click.option("--checkpoint", default=None, help=CHECKPOINT_HELP)
-@click.option("--host", default="127.0.0.1", help="Address to listen on (0.0.0.0 exposes the page to the network).")
-@click.option("--port", default=7860, type=int, help="Port of the page.")
-@click.option("--max-jobs", default=1, type=int, help="Jobs sampled at once; more wait in a queue (1-2 on a CPU).")
-@click.option("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
-@click.option("--cache-dir", default=None, type=click.Path(file_okay=False),
-              help="Cache for URL checkpoints (default $DIT_NVS_CACHE or ~/.cache/dit-nvs).")
-def serve(**kwargs):
-    """A local web page for trying the model: upload an image, get its turned view or a turntable (needs .[serve])."""
-    try:
-        from train.serve import serve as serve_page
-    except ModuleNotFoundError as e:
-        raise UserError(f"serve needs the serve extra ({e.name} is missing): pip install '.[serve]'") from None
-    run(serve_page, **kwargs)
-
-
-@cli.command()
 @click.option("--data", required=True, help="Shards: folder, glob, {a..b} pattern or URL.")
 @click.option("--split", default="val", type=click.Choice(["val", "all"]),
               help="val: the checkpoint's held-out objects; all: every pair of --data.")
@@ -278,6 +261,23 @@ def export(run_dir, out):
     """Write a run's EMA weights as a weights folder for `--checkpoint` (local, or published over http)."""
     from train.checkpoint import export_weights
     click.echo(run(export_weights, run_dir=run_dir, out_dir=out))
+
+
+@cli.command()
+@click.option("--checkpoint", default=None, help=CHECKPOINT_HELP)
+@click.option("--host", default="127.0.0.1", help="Address to listen on (0.0.0.0 exposes the page to the network).")
+@click.option("--port", default=7860, type=int, help="Port of the page.")
+@click.option("--max-jobs", default=1, type=int, help="Jobs sampled at once; more wait in a queue (1-2 on a CPU).")
+@click.option("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
+@click.option("--cache-dir", default=None, type=click.Path(file_okay=False),
+              help="Cache for URL checkpoints (default $DIT_NVS_CACHE or ~/.cache/dit-nvs).")
+def serve(**kwargs):
+    """A local web page for trying the model: upload an image, get its turned view or a turntable (needs .[serve])."""
+    import importlib.util
+    if importlib.util.find_spec("gradio") is None:
+        raise UserError("serve needs the serve extra: pip install '.[serve]' (make setup installs it)")
+    from train.serve import serve as serve_page
+    run(serve_page, **kwargs)
 
 
 if __name__ == "__main__":

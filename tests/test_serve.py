@@ -104,17 +104,20 @@ def pixels(path):
 def test_turned_view_and_turntable(client):
     prepared = client.predict(handle_file(str(EXAMPLES[0])), api_name="/prepared_view")
     result, strip, files = job(client, EXAMPLES[0], steps=3)
-    assert Image.open(prepared).size == (32, 32) and Image.open(result).size == (32, 32)   # the tiny model's size
+    assert Image.open(prepared).size == Image.open(result).size == (128, 128)   # shown enlarged, 4 x 32 px
     assert pixels(prepared)[0, 0].tolist() == [255, 255, 255]       # composited on the white background
-    assert strip["visible"] is False and [Path(f).name for f in files] == ["turned.png"]
-    assert np.array_equal(pixels(files[0]), pixels(result))          # the download is the result shown
+    assert strip["visible"] is False and [Path(f).name for f in files] == [f"{EXAMPLES[0].stem}_input.png", f"{EXAMPLES[0].stem}_turned.png"]
+    assert Image.open(files[1]).size == (32, 32)                     # the downloads are at the model's size
+    assert np.array_equal(pixels(files[0]), pixels(prepared)[::4, ::4])
+    assert np.array_equal(pixels(files[1]), pixels(result)[::4, ::4])   # the download is the result shown
 
     result, strip, files = job(client, EXAMPLES[1], steps=2, views=3)
     gif = Image.open(result)
     assert gif.format == "GIF" and gif.n_frames == 3 and gif.size[0] >= 128
     assert strip["visible"] is True and Image.open(strip["value"]).size == (3 * gif.size[0], gif.size[1])
-    assert [Path(f).name for f in files] == ["view_view00.png", "view_view01.png", "view_view02.png",
-                                             "view_turntable.png", "view_turntable.gif"]
+    stem = EXAMPLES[1].stem   # the names `sample --turntable 3` gives
+    assert [Path(f).name for f in files] == [f"{stem}_view00.png", f"{stem}_view01.png", f"{stem}_view02.png",
+                                             f"{stem}_turntable.png", f"{stem}_turntable.gif"]
 
 
 def test_bad_uploads_are_refused_and_the_server_keeps_serving(server, client, tmp_path):
@@ -184,6 +187,16 @@ def test_cancel_stops_the_job_and_frees_its_slot(server, client):
         time.sleep(0.2)
 
 
+def test_port_in_use_is_one_line_error():
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        r = subprocess.run([sys.executable, "cli.py", "serve", "--port", str(port)], cwd=ROOT, capture_output=True,
+                           text=True, timeout=60)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.strip() == f"Error: cannot listen on 127.0.0.1:{port} (Address already in use): " \
+                               "choose another --port or --host"
+
+
 # ---- the page in a real browser ---------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -225,6 +238,9 @@ def test_page_in_chromium(server, browser):
     page.goto(server["url"])
     page.locator("#upload input[type=file]").set_input_files(str(EXAMPLES[0]))
     page.locator("#prepared img").wait_for(timeout=20_000)        # the prepared input, shown on upload
+    uploaded = page.locator("#prepared img").get_attribute("src")
+    page.locator("#examples img").nth(1).click()                   # an example replaces the upload
+    page.wait_for_function(f"() => document.querySelector('#prepared img')?.src !== {uploaded!r}", timeout=20_000)
 
     # A turntable, slow enough (4 views x 150 steps) for the progress to be seen moving.
     set_number(page, "steps", 150)

@@ -4,6 +4,7 @@ import contextvars
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -18,7 +19,7 @@ from train.checkpoint import load_for_inference
 from train.fetch import PROJECT_ROOT, resolve_checkpoint
 from train.sample import (DEFAULT_CFG, DEFAULT_SAMPLER, DEFAULT_STEPS, IMAGE_EXTENSIONS, make_generator, pick_device,
                           save_image, write_turntable)
-from train.turntable import turntable_views
+from train.turntable import display_frames, turntable_views
 
 DEFAULT_HOST, DEFAULT_PORT, DEFAULT_MAX_JOBS = "127.0.0.1", 7860, 1
 EXAMPLES_DIR = PROJECT_ROOT / "docs" / "examples"     # held-out renders shown under the upload box
@@ -28,7 +29,9 @@ UPLOAD_FORMATS = {"PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF"}   # PIL's names f
 MAX_STEPS, MAX_VIEWS, MAX_SEED = 200, 12, 2**31 - 1
 QUEUE_SIZE = 16                                       # jobs waiting beyond this are refused ("queue full")
 RESULT_TTL_S = 3600                                   # uploads and results are deleted this long after they were made
+IMAGE_PX, EXAMPLES_PX, DOWNLOADS_PX = 320, 110, 200   # heights of the image boxes, the examples, the downloads
 POLL_S = 0.25                                         # how often a running job lets Gradio notice a cancel or a closed tab
+ABANDONED_S = 5.0                                     # a job Gradio has not resumed for this long was cancelled
 
 
 class JobCancelled(Exception):
@@ -37,15 +40,17 @@ class JobCancelled(Exception):
 
 class JobBar:
     """The tqdm-like `bar` that make_generator ticks: forwards each diffusion step to this job's gr.Progress, and
-    stops the sampler at the next step once the job is cancelled."""
+    stops the sampler at the next step once the job is cancelled or no longer polled (Gradio dropped it)."""
 
     def __init__(self, progress, total):
         self.progress, self.total, self.n = progress, total, 0
         self.cancelled = threading.Event()
+        self.polled_at = time.monotonic()   # refreshed by the job each time Gradio resumes it
         progress((0, total), desc="denoising", unit="steps")
 
     def update(self, k=1):
-        if self.cancelled.is_set():
+        if self.cancelled.is_set() or time.monotonic() - self.polled_at > ABANDONED_S:
+            print(f"job cancelled after {self.n}/{self.total} steps", file=sys.stderr, flush=True)
             raise JobCancelled()
         self.n += k
         self.progress((self.n, self.total), desc="denoising", unit="steps")
@@ -87,18 +92,21 @@ def prune_jobs(jobs_dir, max_age_s=RESULT_TTL_S):
             shutil.rmtree(job, ignore_errors=True)
 
 
-def run_sampling(net, diffusion, config, cond, *, steps, cfg_scale, seed, views, bar, out):
-    """One job's sampling: the turned view (views == 1) or an N-view turntable of `cond`, written into `out`.
+def run_sampling(net, diffusion, config, cond, *, steps, cfg_scale, seed, views, bar, out, stem):
+    """One job's sampling: the turned view (views == 1) or an N-view turntable of `cond`, written into `out` under
+    the names `sample` gives them (STEM_input.png and STEM_turned.png, or STEM_view00.png ... and the turntable).
 
-    Returns (result image path, strip path or None, every file written)."""
+    Returns (the result to show: an enlarged image or the GIF's path, the strip's path or None, the files written)."""
     generate = make_generator(net, diffusion, steps=steps, sampler=DEFAULT_SAMPLER, eta=0.0, cfg_scale=cfg_scale,
                               seed=seed, batch_size=1, bar=bar)
     if views == 1:
-        turned = out / "turned.png"
-        save_image(to_pil(generate(cond[None])[0]), turned)
-        return turned, None, [turned]
+        pair = [cond[None], generate(cond[None])]
+        files = [out / f"{stem}_input.png", out / f"{stem}_turned.png"]   # at model size, as `sample` writes them
+        for view, path in zip(pair, files):
+            save_image(to_pil(view[0]), path)
+        return display_frames(pair, 0)[1], None, files
     ring = turntable_views(generate, cond[None], views, config["model"].get("camera_dim", 0))
-    files = write_turntable(ring, 0, out, "view")   # view00..view{N-1}.png, strip, GIF: the files of `sample`
+    files = write_turntable(ring, 0, out, stem)   # the files of `sample`: view PNGs, strip, GIF
     return files[-1], files[-2], files
 
 
@@ -134,8 +142,8 @@ def build_page(net, diffusion, config, checkpoint_name, jobs_dir, max_jobs):
             raise gr.Error(str(e), print_exception=False) from None
 
     def prepared_view(path):
-        """The prepared input, shown as soon as a file is chosen."""
-        return None if path is None else to_pil(checked_input(path))
+        """The prepared input, enlarged like the results, shown as soon as a file is chosen."""
+        return None if path is None else display_frames([checked_input(path)[None]], 0)[0]
 
     def job(path, steps, cfg_scale, seed, views, progress=gr.Progress()):
         """One request: check, prepare, sample in a thread; yields while waiting so that a cancel stops it."""
@@ -148,29 +156,34 @@ def build_page(net, diffusion, config, checkpoint_name, jobs_dir, max_jobs):
         out = Path(tempfile.mkdtemp(dir=jobs_dir))   # an unguessable folder per job
         bar = JobBar(progress, steps * max(1, views - 1))
         future = start_in_thread(lambda: run_sampling(net, diffusion, config, cond, steps=steps, cfg_scale=cfg_scale,
-                                                      seed=seed, views=views, bar=bar, out=out))
+                                                      seed=seed, views=views, bar=bar, out=out,
+                                                      stem=Path(path).stem or "image"))
         try:
             while True:
+                bar.polled_at = time.monotonic()
                 try:
                     result, strip, files = future.result(timeout=POLL_S)
                     break
                 except FutureTimeout:
-                    yield gr.skip(), gr.skip(), gr.skip()   # Gradio drops the job here if cancelled
+                    # Gradio stops resuming a cancelled job (or a closed tab's) here; the bar then stops the thread.
+                    yield gr.skip(), gr.skip(), gr.skip()
         finally:
-            bar.cancelled.set()   # a cancelled job (or a closed tab) ends here: its thread stops at the next step
-            if not future.done():
-                print(f"job cancelled after {bar.n}/{bar.total} steps", file=sys.stderr, flush=True)
-        yield (str(result), gr.update(value=None if strip is None else str(strip), visible=strip is not None),
+            bar.cancelled.set()   # at once when Gradio closes this generator, rather than after ABANDONED_S
+        yield (result if isinstance(result, Image.Image) else str(result), gr.update(value=None if strip is None else str(strip), visible=strip is not None),
                [str(f) for f in files])
 
     with gr.Blocks(title="dit-nvs: turn an object", delete_cache=(600, RESULT_TTL_S),
                    analytics_enabled=False) as page:
         gr.Markdown(f"## dit-nvs: the turned view of an object\nModel: `{checkpoint_name}` "
                     f"({size} px). Upload a picture of one object on a plain background.")
+        examples = [str(p) for p in sorted(EXAMPLES_DIR.glob("*.png"))]
         with gr.Row():
             with gr.Column():
                 upload = gr.File(label="Image", file_types=sorted(IMAGE_EXTENSIONS), type="filepath",
                                  elem_id="upload")
+                gallery = gr.Gallery(examples, label="Examples: held-out renders (click one)", rows=1,
+                                     columns=max(1, len(examples)), height=EXAMPLES_PX, object_fit="contain",
+                                     allow_preview=False, interactive=False, elem_id="examples")
                 steps = gr.Slider(1, MAX_STEPS, value=DEFAULT_STEPS, step=1, label="Denoising steps", elem_id="steps")
                 cfg = gr.Slider(0.0, 5.0, value=DEFAULT_CFG, step=0.1, label="Guidance scale (1 = none)",
                                 elem_id="cfg")
@@ -180,15 +193,18 @@ def build_page(net, diffusion, config, checkpoint_name, jobs_dir, max_jobs):
                 with gr.Row():
                     run = gr.Button("Generate", variant="primary", elem_id="generate")
                     cancel = gr.Button("Cancel", elem_id="cancel")
-            prepared = gr.Image(label="Prepared input", type="pil", interactive=False, elem_id="prepared")
-            result = gr.Image(label="Result (turntable: animated)", type="filepath", interactive=False,
-                              elem_id="result")
+            prepared = gr.Image(label="Prepared input (what the model sees)", type="pil", format="png",
+                                interactive=False, height=IMAGE_PX, elem_id="prepared")
+            result = gr.Image(label="Result (turntable: animated)", type="filepath", format="png",
+                              interactive=False, height=IMAGE_PX, elem_id="result")
         strip = gr.Image(label="Turntable strip", type="filepath", interactive=False, visible=False, elem_id="strip")
-        downloads = gr.File(label="Download", file_count="multiple", interactive=False, elem_id="downloads")
-        examples = sorted(EXAMPLES_DIR.glob("*.png"))
-        if examples:
-            gr.Examples([[str(p)] for p in examples], inputs=[upload], label="Examples (held-out renders)")
+        downloads = gr.File(label="Download", file_count="multiple", interactive=False, height=DOWNLOADS_PX,
+                            elem_id="downloads")
 
+        def pick_example(evt: gr.SelectData):
+            return examples[evt.index]
+
+        gallery.select(pick_example, None, upload, concurrency_limit=None)
         upload.change(prepared_view, upload, prepared, concurrency_limit=None, show_progress="hidden")
         event = run.click(job, [upload, steps, cfg, seed, views], [result, strip, downloads], show_progress_on=[result],
                           concurrency_limit=max_jobs, concurrency_id="model")
@@ -207,13 +223,24 @@ def private_workspace():
     return root
 
 
+def check_port(host, port):
+    """Fail early, with one line, when host:port cannot be listened on (in use, or not an address of this machine)."""
+    if not 0 < port < 65536:
+        raise ValueError(f"--port must be 1-65535, got {port}")
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as e:
+        reason = os.strerror(e.errno) if e.errno else str(e)
+        raise ValueError(f"cannot listen on {host}:{port} ({reason}): choose another --port or --host") from None
+
+
 def serve(checkpoint=None, host=DEFAULT_HOST, port=DEFAULT_PORT, max_jobs=DEFAULT_MAX_JOBS, device="auto",
           cache_dir=None):
     """Load the checkpoint once and serve the page on host:port until interrupted."""
     if max_jobs < 1:
         raise ValueError("--max-jobs must be at least 1")
-    if not 0 < port < 65536:
-        raise ValueError(f"--port must be 1-65535, got {port}")
+    check_port(host, port)
     path = resolve_checkpoint(checkpoint, cache_dir)
     net, diffusion, config = load_for_inference(path, device=pick_device(device))
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"   # before Gradio is imported: no telemetry, no version check
