@@ -19,6 +19,7 @@ from PIL import Image
 
 from test_datasets_shards import write_shards
 from train.loop import train
+from train.sample import sample
 
 gradio_client = pytest.importorskip("gradio_client", reason="needs the serve extra: pip install '.[serve]'")
 httpx = pytest.importorskip("httpx")
@@ -73,7 +74,7 @@ def server(tmp_path_factory):
             time.sleep(0.3)
         workspace = Path(re.search(r"results under (\S+),", log_path.read_text()).group(1))
         assert workspace.parent == tmp and workspace.stat().st_mode & 0o077 == 0   # private: 0700
-        yield {"url": url, "log": log_path, "workspace": workspace}
+        yield {"url": url, "log": log_path, "workspace": workspace, "run": root / "run"}
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -101,7 +102,7 @@ def pixels(path):
     return np.asarray(Image.open(path).convert("RGB"))
 
 
-def test_turned_view_and_turntable(client):
+def test_turned_view_and_turntable(server, client, tmp_path):
     prepared = client.predict(handle_file(str(EXAMPLES[0])), api_name="/prepared_view")
     result, strip, files = job(client, EXAMPLES[0], steps=3)
     assert Image.open(prepared).size == Image.open(result).size == (128, 128)   # shown enlarged, 4 x 32 px
@@ -110,6 +111,8 @@ def test_turned_view_and_turntable(client):
     assert Image.open(files[1]).size == (32, 32)                     # the downloads are at the model's size
     assert np.array_equal(pixels(files[0]), pixels(prepared)[::4, ::4])
     assert np.array_equal(pixels(files[1]), pixels(result)[::4, ::4])   # the download is the result shown
+    by_sample = sample(server["run"], [EXAMPLES[0]], tmp_path / "sample", steps=3, seed=0)
+    assert np.array_equal(pixels(files[1]), pixels(by_sample[1]))    # what `cli.py sample` gives for these settings
 
     result, strip, files = job(client, EXAMPLES[1], steps=2, views=3)
     gif = Image.open(result)
@@ -271,6 +274,23 @@ def test_page_in_chromium(server, browser):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "serve.png"), full_page=True)
 
+    page.close()
+
+    # A tab closed in the middle of a job: the job stops (its thread too) rather than running on for nobody.
+    page = browser.new_page()
+    page.goto(server["url"])
+    page.locator("#upload input[type=file]").set_input_files(str(EXAMPLES[2]))
+    page.locator("#prepared img").wait_for(timeout=20_000)
+    set_number(page, "views", 12)
+    set_number(page, "steps", 200)
+    cancelled_before = server["log"].read_text().count("job cancelled")
+    page.click("#generate")
+    page.wait_for_function(f"() => {PROGRESS_JS}.test(document.body.innerText)", timeout=20_000)
+    page.close()
+    deadline = time.time() + 20
+    while server["log"].read_text().count("job cancelled") == cancelled_before:
+        assert time.time() < deadline, "a closed tab's job went on running"
+        time.sleep(0.2)
+
     hosts = {urlparse(u).hostname for u in requests if not u.startswith(("data:", "blob:"))}
     assert hosts == {"127.0.0.1"}, sorted(u for u in requests if urlparse(u).hostname != "127.0.0.1")
-    page.close()
