@@ -217,8 +217,7 @@ def private_workspace():
     root = Path(tempfile.mkdtemp(prefix="dit-nvs-serve-"))
     atexit.register(shutil.rmtree, root, ignore_errors=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))   # so that atexit runs on a plain `kill`
-    # Read by Gradio when it builds the page: its uploads and its result cache go under our folder.
-    os.environ["GRADIO_TEMP_DIR"] = str(root / "gradio")
+    os.environ["GRADIO_TEMP_DIR"] = str(root / "gradio")   # Gradio's uploads and result cache
     (root / "jobs").mkdir()
     return root
 
@@ -243,10 +242,12 @@ def serve(checkpoint=None, host=DEFAULT_HOST, port=DEFAULT_PORT, max_jobs=DEFAUL
     check_port(host, port)
     path = resolve_checkpoint(checkpoint, cache_dir)
     net, diffusion, config = load_for_inference(path, device=pick_device(device))
-    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"   # before Gradio is imported: no telemetry, no version check
+    # Before Gradio is imported (some of its modules read these at import): no telemetry or version check, and
+    # its temporary files in our private folder.
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    root = private_workspace()
     import gradio as gr
 
-    root = private_workspace()
     page = build_page(net, diffusion, config, Path(path).name, root / "jobs", max_jobs)
     page.queue(max_size=QUEUE_SIZE, default_concurrency_limit=max_jobs)
     print(f"serving {path} on http://{host}:{port} (uploads and results under {root}, removed at exit)",
