@@ -178,12 +178,15 @@ def test_cancel_stops_the_job_and_frees_its_slot(server, client):
     while not all(j.status().code.name in ("PROCESSING", "PROGRESS", "ITERATING") for j in long_jobs):
         assert time.time() < deadline
         time.sleep(0.1)
-    time.sleep(0.5)
+    waiting = Client(server["url"], verbose=False).submit(handle_file(str(EXAMPLES[1])), 2, 1.5, 0, 1,
+                                                          api_name="/job")
+    while (status := waiting.status()).code.name != "IN_QUEUE":
+        assert time.time() < deadline, status
+        time.sleep(0.1)
+    assert status.rank == 0 and status.queue_size == 1   # the position the page shows ("queue: 1/1")
     for j in long_jobs:
         j.cancel()
-    start = time.time()
-    assert job(client, EXAMPLES[1], steps=2)[0]    # both slots were taken: this only runs if a cancel freed one
-    assert time.time() - start < 10
+    assert waiting.result(timeout=10)[0]   # both slots were taken: this only runs once a cancel freed one
     deadline = time.time() + 10
     while server["log"].read_text().count("job cancelled") < log_before + MAX_JOBS:
         assert time.time() < deadline, server["log"].read_text()   # the sampling threads themselves stopped
