@@ -107,7 +107,8 @@ def test_turned_view_and_turntable(server, client, tmp_path):
     result, strip, files = job(client, EXAMPLES[0], steps=3)
     assert Image.open(prepared).size == Image.open(result).size == (128, 128)   # shown enlarged, 4 x 32 px
     assert pixels(prepared)[0, 0].tolist() == [255, 255, 255]       # composited on the white background
-    assert strip["visible"] is False and [Path(f).name for f in files] == [f"{EXAMPLES[0].stem}_input.png", f"{EXAMPLES[0].stem}_turned.png"]
+    stem = EXAMPLES[0].stem   # the names `sample` gives
+    assert strip["visible"] is False and [Path(f).name for f in files] == [f"{stem}_input.png", f"{stem}_turned.png"]
     assert Image.open(files[1]).size == (32, 32)                     # the downloads are at the model's size
     assert np.array_equal(pixels(files[0]), pixels(prepared)[::4, ::4])
     assert np.array_equal(pixels(files[1]), pixels(result)[::4, ::4])   # the download is the result shown

@@ -1,4 +1,4 @@
-"""`cli.py serve`: a local web page (Gradio) for trying a checkpoint: upload an image, get its turned view or a turntable."""
+"""`cli.py serve`: a local Gradio page for trying a checkpoint: upload an image, get its turned view or a turntable."""
 import atexit
 import contextvars
 import os
@@ -30,7 +30,7 @@ MAX_STEPS, MAX_VIEWS, MAX_SEED = 200, 12, 2**31 - 1
 QUEUE_SIZE = 16                                       # jobs waiting beyond this are refused ("queue full")
 RESULT_TTL_S = 3600                                   # uploads and results are deleted this long after they were made
 IMAGE_PX, EXAMPLES_PX, DOWNLOADS_PX = 320, 110, 200   # heights of the image boxes, the examples, the downloads
-POLL_S = 0.25                                         # how often a running job lets Gradio notice a cancel or a closed tab
+POLL_S = 0.25                                         # how often a running job lets Gradio notice a cancel
 ABANDONED_S = 5.0                                     # a job Gradio has not resumed for this long was cancelled
 
 
@@ -88,8 +88,11 @@ def prune_jobs(jobs_dir, max_age_s=RESULT_TTL_S):
     """Delete job folders older than max_age_s (their files have been handed to Gradio's cache, which expires too)."""
     now = time.time()
     for job in jobs_dir.iterdir():
-        if now - job.stat().st_mtime > max_age_s:
-            shutil.rmtree(job, ignore_errors=True)
+        try:
+            if now - job.stat().st_mtime > max_age_s:
+                shutil.rmtree(job, ignore_errors=True)
+        except FileNotFoundError:   # pruned meanwhile by a concurrent job
+            pass
 
 
 def run_sampling(net, diffusion, config, cond, *, steps, cfg_scale, seed, views, bar, out, stem):
@@ -169,8 +172,9 @@ def build_page(net, diffusion, config, checkpoint_name, jobs_dir, max_jobs):
                     yield gr.skip(), gr.skip(), gr.skip()
         finally:
             bar.cancelled.set()   # at once when Gradio closes this generator, rather than after ABANDONED_S
-        yield (result if isinstance(result, Image.Image) else str(result), gr.update(value=None if strip is None else str(strip), visible=strip is not None),
-               [str(f) for f in files])
+        shown = result if isinstance(result, Image.Image) else str(result)
+        strip_update = gr.update(value=None if strip is None else str(strip), visible=strip is not None)
+        yield shown, strip_update, [str(f) for f in files]
 
     with gr.Blocks(title="dit-nvs: turn an object", delete_cache=(600, RESULT_TTL_S),
                    analytics_enabled=False) as page:
