@@ -283,5 +283,22 @@ def export(run_dir, out):
     click.echo(run(export_weights, run_dir=run_dir, out_dir=out))
 
 
+@cli.command()
+@click.option("--checkpoint", default=None, help=CHECKPOINT_HELP)
+@click.option("--host", default="127.0.0.1", help="Address to listen on (0.0.0.0 exposes the page to the network).")
+@click.option("--port", default=7860, type=int, help="Port of the page.")
+@click.option("--max-jobs", default=1, type=int, help="Jobs sampled at once; more wait in a queue (1-2 on a CPU).")
+@click.option("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
+@click.option("--cache-dir", default=None, type=click.Path(file_okay=False),
+              help="Cache for URL checkpoints (default $DIT_NVS_CACHE or ~/.cache/dit-nvs).")
+def serve(**kwargs):
+    """A local web page for trying the model: upload an image, get its turned view or a turntable (needs .[serve])."""
+    import importlib.util
+    if importlib.util.find_spec("gradio") is None:
+        raise UserError("serve needs the serve extra: pip install '.[serve]' (make setup installs it)")
+    from train.serve import serve as serve_page
+    run(serve_page, **kwargs)
+
+
 if __name__ == "__main__":
     cli()
