@@ -203,10 +203,13 @@ def repack_ring_command(**options):
 @click.option("--ckpt-every", default=None, type=int, help="Steps between checkpoints [default: 1000].")
 @click.option("--ckpt-minutes", default=None, type=float, help="Also checkpoint after this many minutes [default: 10].")
 @click.option("--sample-every", default=None, type=int, help="Steps between sample grids; 0 = at the end [default: 1000].")
-def train_command(data, **kwargs):
+@click.option("--device", default="auto", help="auto (CUDA if available), cpu, cuda (under torchrun: each process's "
+              "local GPU), cuda:1, ...")
+@click.option("--quiet", is_flag=True, help="No progress bar (for logs): only the start-up and summary lines.")
+def train_command(data, quiet, **kwargs):
     """Train the DiT on view-pair shards (single process, or every process under torchrun)."""
     from train.loop import train   # imported here: torch takes seconds, --help should not
-    run(train, data=list(data) or None, **kwargs)
+    run(train, data=list(data) or None, progress=not quiet, **kwargs)
 
 
 CHECKPOINT_HELP = "Run folder (its EMA weights), weights folder, or http(s) URL of a published weights folder; default: weights/reference."

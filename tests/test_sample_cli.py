@@ -93,3 +93,4 @@ def test_cli_sampling_defaults_are_the_packages():
         defaults = {p.name: p.default for p in command.params}
         assert (defaults["sampler"], defaults["steps"], defaults["cfg_scale"]) == \
             (sample.DEFAULT_SAMPLER, sample.DEFAULT_STEPS, sample.DEFAULT_CFG)
+    assert {p.name: p.default for p in cli.sample.params}["display_size"] == sample.DISPLAY_SIZE
