@@ -4,8 +4,9 @@ A synthetic photo = a rendered view (RGBA, from shards) scaled, placed off-centr
 non-square background: a vertical gradient, a textured (multi-scale noise) wall, a wall-and-table scene with wood
 grain, or a busy tiled floor; then blurred slightly and given sensor noise, as a phone photo would be.
 
-Run: .venv/bin/python bench/photo_prep.py --data data/proc [--photos 40] [--grabcut]
+Run: .venv/bin/python bench/photo_prep.py --data data/proc [--photos 40] [--grabcut] [--figure docs/images/photo_prep.png]
 --grabcut also scores OpenCV's GrabCut (needs opencv-python-headless importable, e.g. PYTHONPATH=/tmp/cv2pkg).
+--figure draws the README's before/after picture: photos through `sample` with and without preparation.
 """
 import argparse
 import io
@@ -100,14 +101,56 @@ def renders(spec, count, seed):
     return out[:count]
 
 
+def figure(path, views, rng, checkpoint=None, side=160):
+    """Rows of: photo | model input and turned view without preparation | prepared input and turned view."""
+    import tempfile
+
+    from PIL import ImageDraw
+
+    from train.grid import label_font
+    from train.sample import sample
+    labels = ("photo", "--no-prep: input", "--no-prep: turned", "prepared input", "turned view")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (rgba, kind) in enumerate(views):
+            photo, _ = synthetic_photo(rgba, kind, rng, h=360, w=480)
+            name = Path(tmp) / f"photo{i}.png"
+            Image.fromarray(photo).save(name)
+            cells = [Image.fromarray(photo).resize((round(side * 4 / 3), side), Image.Resampling.LANCZOS)]
+            for prep in (False, True):
+                out = Path(tmp) / f"{prep}"
+                sample(checkpoint, [name], out, prep=prep, display_size=side)
+                cells += [Image.open(out / f"photo{i}_{what}_{side}px.png") for what in ("input", "turned")]
+            rows.append(cells)
+    widths = [c.width for c in rows[0]]
+    canvas = Image.new("RGB", (sum(widths) + 6 * len(widths), 22 + len(rows) * (side + 6)), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    x = 3
+    for label, w in zip(labels, widths):
+        draw.text((x + w // 2, 11), label, fill=(0, 0, 0), font=label_font(), anchor="mm")
+        x += w + 6
+    for r, cells in enumerate(rows):
+        x = 3
+        for c in cells:
+            canvas.paste(c, (x, 22 + r * (side + 6)))
+            x += c.width + 6
+    canvas.save(path)
+    print(f"wrote {path}")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True, help="Shards of rendered objects (RGBA views).")
     p.add_argument("--photos", type=int, default=40, help="Synthetic photos (cycling through the background kinds).")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--grabcut", action="store_true", help="Also score OpenCV GrabCut (border-seeded and refined).")
+    p.add_argument("--figure", default=None, help="Also draw the before/after picture (shipped model) to this PNG.")
     args = p.parse_args()
     rng = np.random.default_rng(args.seed)
+    if args.figure:
+        views = renders(args.data, 8, args.seed)
+        figure(args.figure, [(views[k], kind) for k, kind in zip((1, 3, 6), ("table", "gradient", "texture"))], rng)
+        return
     methods = {"border colours (shipped)": border_mask, "felzenszwalb segments": felzenszwalb_mask}
     if args.grabcut:
         methods["grabcut, border rect"] = grabcut_mask
