@@ -4,8 +4,9 @@ A synthetic photo = a rendered view (RGBA, from shards) scaled, placed off-centr
 non-square background: a vertical gradient, a textured (multi-scale noise) wall, a wall-and-table scene with wood
 grain, or a busy tiled floor; then blurred slightly and given sensor noise, as a phone photo would be.
 
-Run: .venv/bin/python bench/photo_prep.py --data data/proc [--photos 40] [--grabcut] [--figure docs/images/photo_prep.png]
---grabcut also scores OpenCV's GrabCut (needs opencv-python-headless importable, e.g. PYTHONPATH=/tmp/cv2pkg).
+Run: .venv/bin/python bench/photo_prep.py --data data/proc [--photos 40] [--grabcut] [--figure out.png]
+--grabcut also scores OpenCV's GrabCut: opencv-python-headless is no dependency; install it aside, e.g.
+`pip install --target /tmp/cv2 opencv-python-headless`, and run with PYTHONPATH=/tmp/cv2.
 --figure draws the README's before/after picture: photos through `sample` with and without preparation.
 """
 import argparse
@@ -72,7 +73,8 @@ def synthetic_photo(rgba, kind, rng, h=240, w=320):
     photo = Image.fromarray(background(kind, rng, h, w))
     shadow = Image.new("L", (w, h), 0)
     sx, sy = x + obj.width // 2, yy + obj.height
-    shadow.paste(90, (sx - obj.width // 2, sy - max(3, obj.height // 12), sx + obj.width // 2, sy + max(3, obj.height // 12)))
+    half_w, half_h = obj.width // 2, max(3, obj.height // 12)
+    shadow.paste(90, (sx - half_w, sy - half_h, sx + half_w, sy + half_h))
     shadow = shadow.filter(ImageFilter.GaussianBlur(max(2, obj.height / 15)))
     photo = Image.composite(Image.new("RGB", (w, h), (0, 0, 0)), photo, shadow)
     photo.paste(obj, (x, yy), obj)
@@ -97,7 +99,8 @@ def renders(spec, count, seed):
     out = []
     for i, (sample, _) in enumerate(itertools.islice(_raw_samples(resolve_shards(spec), "all", 0.0), 2 * count)):
         if i % 2 == 0:
-            out.append(np.asarray(Image.open(io.BytesIO(_image_field(sample, "src" if i % 4 else "tgt"))).convert("RGBA")))
+            png = _image_field(sample, "src" if i % 4 else "tgt")
+            out.append(np.asarray(Image.open(io.BytesIO(png)).convert("RGBA")))
     return out[:count]
 
 

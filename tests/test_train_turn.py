@@ -15,7 +15,8 @@ def test_a_model_trained_on_45_degree_shards_turns_by_45(tmp_path):
                 "--workers", 1, "--out", tmp_path / "d45")
     assert r.returncode == 0, r.stderr
     r = run_cli("train", "--data", tmp_path / "d45", "--out", tmp_path / "run", "--preset", "tiny", "--steps", 2,
-                "--batch-size", 2, "--workers", 0, "--sample-every", 0, "--val-fraction", 0, "--device", "cpu", "--precision", "fp32",
+                "--batch-size", 2, "--workers", 0, "--sample-every", 0, "--val-fraction", 0, "--device", "cpu",
+                "--precision", "fp32",
                 "--quiet")
     assert r.returncode == 0, r.stderr
     start = [line for line in r.stderr.splitlines() if line.startswith("train: tiny preset")]
@@ -60,3 +61,27 @@ def test_version_and_device_errors():
     assert r.returncode == 0 and re.fullmatch(r"dit-nvs \d+\.\d+\.\d+", r.stdout.strip())
     r = run_cli("train", "--data", "x", "--out", "y", "--device", "tpu")
     assert r.returncode == 1 and r.stderr.strip().startswith("Error: --device 'tpu'")
+
+
+def test_mixed_turns_are_recorded_and_a_fixed_turn_run_is_warned(tmp_path):
+    import json as _json
+
+    import webdataset as wds
+
+    from model.dit import StreamDiT
+    from model.presets import get_preset
+    from test_datasets_shards import sample_record
+    from train.config import read_turns, turn_deg
+    from train.startup import startup_line
+    sixty = write_shards(tmp_path / "a", objects=2, pairs=1, per_shard=2)
+    (tmp_path / "b").mkdir()
+    with wds.TarWriter(str(tmp_path / "b" / "s.tar")) as sink:
+        record = sample_record("other", 0, 32, 0)
+        record["json"] = _json.dumps(dict(_json.loads(record["json"]), delta_azimuth_deg=-30.0)).encode()
+        sink.write(record)
+    assert read_turns([sixty, str(tmp_path / "b")]) == [-30.0, 60.0]
+    assert turn_deg({"data": {}}) == 60.0                                  # weights from before the turn was recorded
+    config = {"train": {"preset": "tiny", "precision": "fp32"}, "model": {"camera_dim": 0},
+              "data": {"shards": [sixty, str(tmp_path / "b")], "val_fraction": 0.0, "turns_deg": [-30.0, 60.0]}}
+    line = startup_line(config, StreamDiT(get_preset("tiny")[0]), torch.device("cpu"), torch.float32, "r", 1)
+    assert "train 3 objects / 3 pairs" in line and "turn -30, 60 degrees (warning: a fixed-turn model" in line

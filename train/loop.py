@@ -286,7 +286,7 @@ def _train(d, data, out, resume, model_overrides, options, progress) -> dict:
                 speed = t["batch_size"] * (run.step - start_step) / max(now - start, 1e-9)
                 if t["max_minutes"] is not None:   # the bar ends where the time budget will stop the run
                     left_s = max(0.0, 60 * t["max_minutes"] - (now - start))
-                    bar.total = min(t["steps"], run.step + round(left_s * (run.step - start_step) / max(now - start, 1e-9)))
+                    bar.total = min(t["steps"], run.step + round(left_s * speed / t["batch_size"]))
                 bar.update(1)
                 bar.set_postfix(loss=f"{smooth_loss:.4f}", samples_s=f"{speed:.1f}", refresh=False)
                 over_time = t["max_minutes"] is not None and now - start >= 60 * t["max_minutes"]

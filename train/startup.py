@@ -56,4 +56,5 @@ def startup_line(config: dict, net, device, dtype, out: str, world_size: int) ->
     mixed = "" if config["model"].get("camera_dim") or len(data.get("turns_deg", [])) < 2 else \
         " (warning: a fixed-turn model learns one turn; these data mix several: --set camera_dim=4)"
     return (f"train: {t['preset']} preset, {params / 1e6:.2f}M parameters, on {where}, "
-            f"{precision_text(dtype, t['precision'], device)}; {split}, turn {turns} degrees{mixed}; -> {os.path.abspath(out)}")
+            f"{precision_text(dtype, t['precision'], device)}; {split}, turn {turns} degrees{mixed}; "
+            f"-> {os.path.abspath(out)}")
