@@ -1,4 +1,4 @@
-"""Photos people have -> inputs that look like the training data: object mask, crop, square, training framing, background.
+"""Photos people have -> inputs that look like the training data: object mask, crop, square, framing, background.
 
 One entry point, `prepare_photo(image, ...) -> (prepared PIL image, info)`, shared by `sample` and the web page.
 The mask comes from the image's alpha when it has some transparency, else from a mask file, else from a classical
