@@ -85,22 +85,6 @@ def border_mask(rgb: np.ndarray) -> np.ndarray:
     return ndimage.binary_fill_holes(keep)
 
 
-def grabcut_mask(rgb: np.ndarray, init: np.ndarray | None = None, iters: int = 5) -> np.ndarray:
-    """OpenCV's GrabCut seeded by the border (or by an initial mask): only for bench/photo_prep.py's comparison."""
-    import cv2
-    h, w = rgb.shape[:2]
-    bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
-    bgr = np.ascontiguousarray(rgb[:, :, ::-1])
-    if init is None:
-        m = max(2, round(0.03 * min(h, w)))
-        mask = np.zeros((h, w), np.uint8)
-        cv2.grabCut(bgr, mask, (m, m, w - 2 * m, h - 2 * m), bgd, fgd, iters, cv2.GC_INIT_WITH_RECT)
-    else:
-        mask = np.where(init, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
-        cv2.grabCut(bgr, mask, None, bgd, fgd, iters, cv2.GC_INIT_WITH_MASK)
-    return (mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)
-
-
 def separate(rgb_img: Image.Image) -> np.ndarray:
     """Foreground mask (bool, the image's size) of an opaque photo, computed on a WORK_SIDE copy."""
     w, h = rgb_img.size
