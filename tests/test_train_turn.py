@@ -54,6 +54,10 @@ def test_progress_bar_ends_with_the_time_budget(tmp_path, capsys):
     assert summary["stopped"] == "time budget" and totals
     # the bar's total is the steps the budget allows (not the 1,000,000 --steps): within a factor of 2 at the end
     assert summary["step"] / 2 <= totals[-1] <= 2 * summary["step"], (totals[-3:], summary["step"])
+    resumed = train(None, tmp_path / "run", resume=True, max_minutes=0.03)   # also after --resume
+    totals = [int(t) for t in re.findall(r"\d+/(\d+) \[", capsys.readouterr().err)]
+    added = resumed["step"] - summary["step"]
+    assert added > 0 and summary["step"] + added / 2 <= totals[-1] <= summary["step"] + 2 * added, totals[-3:]
 
 
 def test_version_and_device_errors():
