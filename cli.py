@@ -37,7 +37,15 @@ def run(fn, **kwargs):
         raise UserError(first_line(e)) from None
 
 
+def _version():
+    """The project's version, from pyproject.toml (the project runs from its checkout, not from site-packages)."""
+    import re
+    text = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "pyproject.toml"), encoding="utf-8").read()
+    return re.search(r'^version\s*=\s*"([^"]+)"', text, re.M).group(1)
+
+
 @click.group(context_settings=CONTEXT)
+@click.version_option(_version(), "--version", prog_name="dit-nvs", message="%(prog)s %(version)s")
 def cli():
     """Render 3D assets into view pairs, train a stream-block DiT on them, and generate the turned view."""
 
@@ -73,7 +81,7 @@ def _render_options(command):
 
 @cli.group("render")
 def render_group():
-    """Render 3D objects into 60-degree view-pair shards (webdataset tar)."""
+    """Render 3D objects into view-pair shards (webdataset tar), each pair turned by --delta-azimuth."""
 
 
 @render_group.command("procedural")
@@ -213,10 +221,13 @@ def repack_ring_command(**options):
 @click.option("--ckpt-every", default=None, type=int, help="Steps between checkpoints [default: 1000].")
 @click.option("--ckpt-minutes", default=None, type=float, help="Also checkpoint after this many minutes [default: 10].")
 @click.option("--sample-every", default=None, type=int, help="Steps between sample grids; 0 = at the end [default: 1000].")
-def train_command(data, **kwargs):
+@click.option("--device", default="auto", help="auto (CUDA if available), cpu, cuda (under torchrun: each process's "
+              "local GPU), cuda:1, ...")
+@click.option("--quiet", is_flag=True, help="No progress bar (for logs): only the start-up and summary lines.")
+def train_command(data, quiet, **kwargs):
     """Train the DiT on view-pair shards (single process, or every process under torchrun)."""
     from train.loop import train   # imported here: torch takes seconds, --help should not
-    run(train, data=list(data) or None, **kwargs)
+    run(train, data=list(data) or None, progress=not quiet, **kwargs)
 
 
 CHECKPOINT_HELP = "Run folder (its EMA weights), weights folder, or http(s) URL of a published weights folder; default: weights/reference."
@@ -248,10 +259,20 @@ def sampler_options(fn):
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--num-samples", default=1, type=int, help="Samples per input image.")
 @click.option("--turntable", default=0, type=int,
-              help="Write N views (the input, then turn after turn) as PNGs, a strip and a GIF; 0 = one turned view.")
+              help="Write N views (the input, then the model's turn again and again) as PNGs, a strip and a GIF; "
+                   "the shipped model's 60 degrees go once round at N=6, larger N go round again; 0 = one turned view.")
+@click.option("--mask", default=None, type=click.Path(dir_okay=False),
+              help="Object mask for the one input (white = object) [default: its alpha, else separated from the "
+                   "background].")
+@click.option("--prep/--no-prep", default=True,
+              help="Prepare photos like the training data (object cut out, cropped, framed, on the training "
+                   "background); --no-prep only pads and resizes.")
+@click.option("--display-size", default=256, type=int,
+              help="Side of the Lanczos-enlarged display copy (NAME_256px.png) next to each output; 0 = none.")
 @sampler_options
 def sample(**kwargs):
-    """Generate the turned view of INPUTS (image files or folders), written next to the prepared input."""
+    """Generate the turned view of INPUTS (image files or folders): the view of the object after the model's turn
+    (the shipped model: the object turned 60 degrees clockwise seen from above), written next to the prepared input."""
     from train.sample import sample as sample_images   # imported here: torch takes seconds, --help should not
     run(sample_images, **kwargs)
 

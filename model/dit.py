@@ -21,7 +21,7 @@ class DiTConfig:
     mlp_ratio: float = 4.0
     cond_depth: int = 1        # plain blocks refining the condition tokens (independent of t, run once per sample)
     cond_direct: bool = True   # add the condition's patch embedding to the target token at the same grid position
-    camera_dim: int = 0        # 0: the fixed 60-degree model; 4: relative camera vector, see camera_vector()
+    camera_dim: int = 0        # 0: a fixed-turn model (its data's one turn); 4: relative camera vector, see camera_vector()
     cond_dropout: float = 0.1  # training probability of swapping the condition for the learned null condition
     learn_sigma: bool = True   # output 2 * in_channels: prediction + variance interpolation (Improved DDPM)
     rope_base: float = 10000.0
@@ -37,7 +37,7 @@ class CondState:
 
 
 def camera_vector(delta_azimuth_deg, delta_elevation_deg=0.0) -> torch.Tensor:
-    """Relative camera as [sin da, cos da, sin de, cos de] (degrees in, shape [..., 4]); 60 and 0 = the default turn."""
+    """Relative camera as [sin da, cos da, sin de, cos de] (degrees in, shape [..., 4])."""
     da = torch.deg2rad(torch.as_tensor(delta_azimuth_deg, dtype=torch.float32))
     de = torch.deg2rad(torch.as_tensor(delta_elevation_deg, dtype=torch.float32))
     da, de = torch.broadcast_tensors(da, de)
@@ -241,10 +241,10 @@ class StreamDiT(nn.Module):
             tokens = block(tokens, rope)
         camera_emb = None
         if self.camera_embed is None and camera is not None:
-            raise ValueError("this model has no camera input (camera_dim=0): it always makes the 60-degree turn")
+            raise ValueError("this model has no camera input (camera_dim=0): it always makes its training data's turn")
         if self.camera_embed is not None:
-            if camera is None:  # absent vector: the default 60-degree turn the fixed-angle data holds
-                camera = camera_vector(60.0).to(cond.device).expand(cond.shape[0], -1)
+            if camera is None:  # the turn is the caller's (from the run's data), never a number assumed here
+                raise ValueError("this model needs the relative camera of the wanted turn (camera_vector)")
             camera_emb = self.camera_embed(camera.float())
         return CondState(self.cond_norm(tokens), direct, camera_emb)
 

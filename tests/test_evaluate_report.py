@@ -8,7 +8,8 @@ from PIL import Image
 
 from datasets.split import is_val
 from test_sample_support import make_weights, run_cli, write_shards
-from train.evaluate import GRID_CELL_PX, GRID_ROWS, evaluate
+from train.evaluate import GRID_ROWS, evaluate
+from train.grid import CELL_PX, GAP, LABEL_PX
 from train.metrics import PSNR_CAP_DB, foreground_mask, mask_iou, psnr, ssim
 from train.sample import DEFAULT_SAMPLER
 
@@ -43,7 +44,10 @@ def test_evaluate_val_split_report_csv_grid(weights, tmp_path):
     assert len(rows) == report["n"] and {r["uid"] for r in rows} == set(val_uids)
     assert np.isclose(np.mean([float(r["copy_psnr"]) for r in rows]), report["baselines"]["copy"]["psnr"], atol=1e-3)
     shown = min(GRID_ROWS, report["n"])     # condition | generated | target | mean, one row per pair
-    assert Image.open(tmp_path / "r" / "eval.png").size == (4 * GRID_CELL_PX + 6, shown * GRID_CELL_PX + 2 * (shown - 1))
+    grid = Image.open(tmp_path / "r" / "eval.png")
+    assert grid.size == (4 * CELL_PX + 5 * GAP, LABEL_PX + shown * CELL_PX + (shown + 1) * GAP)   # 128 px cells
+    labels = np.asarray(grid.convert("L"))[:LABEL_PX]                  # white labels on the black label row
+    assert all((labels[:, GAP + c * (CELL_PX + GAP):(c + 1) * (CELL_PX + GAP)] > 128).sum() > 20 for c in range(4))
 
     again = evaluate(weights, data, tmp_path / "r2" / "eval.json", steps=2, batch_size=3)
     assert again["model"] == report["model"]                # seeded: the same numbers twice

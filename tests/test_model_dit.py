@@ -124,12 +124,17 @@ def test_dit_dropped_condition_ignores_the_image_and_training_drops_at_the_confi
     assert 150 < int(dropped.sum()) < 250
 
 
-def test_dit_missing_camera_means_the_60_degree_turn():
+def test_dit_camera_model_needs_the_turn_and_a_fixed_turn_model_refuses_one():
     cfg = tiny_config(camera_dim=4)
     net = randomise_zero_init(StreamDiT(cfg)).eval()
     x_t, t, cond = batch(cfg)
-    assert torch.equal(net(x_t, t, cond), net(x_t, t, cond, camera=camera_vector([60.0, 60.0])))
-    assert not torch.allclose(net(x_t, t, cond), net(x_t, t, cond, camera=camera_vector([120.0, 120.0])))
+    with pytest.raises(ValueError, match="needs the relative camera"):   # the turn is the data's, never assumed
+        net(x_t, t, cond)
+    assert not torch.allclose(net(x_t, t, cond, camera=camera_vector([60.0, 60.0])),
+                              net(x_t, t, cond, camera=camera_vector([120.0, 120.0])))
+    fixed = tiny_config(camera_dim=0)
+    with pytest.raises(ValueError, match="no camera input"):
+        StreamDiT(fixed)(*batch(fixed), camera=camera_vector([60.0, 60.0]))
 
 
 def test_dit_rope_scores_depend_only_on_relative_grid_position():

@@ -27,10 +27,10 @@ def test_sample_rgba_grayscale_odd_sizes_and_folders(weights, tmp_path):
                 "--num-samples", 2)
     assert r.returncode == 0, r.stderr
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert names == sorted(f"{stem}_{kind}.png" for stem in ("gray", "odd_rgba", "photo")
-                           for kind in ("input", "s0_turned", "s1_turned"))
-    for name in names:
-        assert Image.open(tmp_path / "out" / name).size == (32, 32)   # the tiny model's size, square
+    assert names == sorted(f"{stem}_{kind}{display}.png" for stem in ("gray", "odd_rgba", "photo")
+                           for kind in ("input", "s0_turned", "s1_turned") for display in ("", "_256px"))
+    for name in names:   # the tiny model's size, square; each with a display copy at --display-size
+        assert Image.open(tmp_path / "out" / name).size == ((256, 256) if "256px" in name else (32, 32))
     prepared = np.asarray(Image.open(tmp_path / "out" / "odd_rgba_input.png"))
     assert prepared[0, 0].tolist() == [255, 255, 255]             # transparency composited on the white background
     assert prepared[16, 16, 0] > 150 and prepared[16, 16, 1] < 100  # the red box survives centring and resizing
@@ -65,13 +65,14 @@ def test_turntable_of_three_views(weights, tmp_path):
     Image.fromarray(rgba).save(img)
     r = run_cli("sample", "--checkpoint", weights, img, "--out", tmp_path / "tt", "--steps", 2, "--turntable", 3)
     assert r.returncode == 0, r.stderr
-    views = sorted((tmp_path / "tt").glob("thing_view*.png"))
+    views = sorted((tmp_path / "tt").glob("thing_view??.png"))
     assert [v.name for v in views] == ["thing_view00.png", "thing_view01.png", "thing_view02.png"]
+    assert "3 views 60 degrees apart, clockwise seen from above (0 to 120 degrees)" in r.stderr   # an old model: 60
     assert np.asarray(Image.open(views[0]))[0, 0].tolist() == [255, 255, 255]   # view 0: the prepared input
     strip = Image.open(tmp_path / "tt" / "thing_turntable.png")
     gif = Image.open(tmp_path / "tt" / "thing_turntable.gif")
     assert gif.n_frames == 3
-    assert strip.size == (3 * gif.size[0], gif.size[1]) and gif.size[0] >= 128   # enlarged for viewing
+    assert strip.size == (3 * gif.size[0], gif.size[1]) and gif.size[0] == 256   # enlarged to --display-size
     # view 1 is a generation, not a copy of the input
     assert not np.array_equal(np.asarray(Image.open(views[0])), np.asarray(Image.open(views[1])))
 
@@ -92,3 +93,4 @@ def test_cli_sampling_defaults_are_the_packages():
         defaults = {p.name: p.default for p in command.params}
         assert (defaults["sampler"], defaults["steps"], defaults["cfg_scale"]) == \
             (sample.DEFAULT_SAMPLER, sample.DEFAULT_STEPS, sample.DEFAULT_CFG)
+    assert {p.name: p.default for p in cli.sample.params}["display_size"] == sample.DISPLAY_SIZE

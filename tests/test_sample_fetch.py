@@ -47,7 +47,7 @@ def test_url_checkpoint_fetched_once_and_used(server, tmp_path):
     Image.fromarray(np.full((24, 30, 3), 100, np.uint8)).save(img)
     written = sample(f"{base}/ref", [img], tmp_path / "out", steps=2, cache_dir=cache)
     assert len(requests) == fetched                     # second use: served from the cache, no download
-    assert [p.name for p in written] == ["x_input.png", "x_turned.png"]
+    assert [p.name for p in written] == ["x_input.png", "x_input_256px.png", "x_turned.png", "x_turned_256px.png"]
 
 
 def test_wrong_checksum_is_refused_and_removed(server, tmp_path):

@@ -37,6 +37,9 @@ LR_BY_PRESET = {"seed": 2.5e-4, "small": 5e-4, "demo": 1e-3, "tiny": 1e-3}
 # These define the run: changing them on --resume would train a different model on different data.
 FIXED_ON_RESUME = ("preset", "background", "val_fraction")
 PRECISIONS = ("auto", "fp32", "bf16")
+# The turn of runs and weights that predate recording it: every shard then held 60-degree pairs.
+DEFAULT_TURN_DEG = 60.0
+TURN_PROBE_SHARDS = 32     # shards (spread over the list) whose first sample tells the data's turns
 
 
 def read_config(path: str) -> dict:
@@ -108,6 +111,26 @@ def resolve(out: str, resume: bool, data=None, options: dict = None, model_overr
     return config, None
 
 
+def read_turns(spec) -> list:
+    """The distinct delta_azimuth_deg of the shards (first sample of up to TURN_PROBE_SHARDS of them), sorted."""
+    import itertools
+
+    from datasets.pairs import _raw_samples
+    shards = resolve_shards(spec)
+    probe = shards[::max(1, len(shards) // TURN_PROBE_SHARDS)][:TURN_PROBE_SHARDS]
+    turns = set()
+    for shard in probe:
+        for _, meta in itertools.islice(_raw_samples([shard], "all", 0.0), 1):
+            turns.add(float(meta.get("delta_azimuth_deg", DEFAULT_TURN_DEG)))
+    return sorted(turns) or [DEFAULT_TURN_DEG]
+
+
+def turn_deg(config: dict) -> float:
+    """The turn (degrees, positive = clockwise seen from above) a fixed-turn model learned, from its config."""
+    turns = config.get("data", {}).get("turns_deg") or [DEFAULT_TURN_DEG]
+    return float(turns[0])
+
+
 def _fresh(data, options: dict, model_overrides: dict) -> dict:
     """A new run's config: defaults, then the preset, then the options given."""
     train = dict(TRAIN_DEFAULTS)
@@ -116,6 +139,7 @@ def _fresh(data, options: dict, model_overrides: dict) -> dict:
         train["lr"] = LR_BY_PRESET.get(train["preset"], 3e-4)
     data_cfg = dict(DATA_DEFAULTS, shards=_data_spec(data))
     data_cfg.update({k: v for k, v in options.items() if k in DATA_DEFAULTS})
+    data_cfg["turns_deg"] = read_turns(data_cfg["shards"])  # the turn is the data's, recorded with the run
     model, diffusion = get_preset(train["preset"], **model_overrides)
     config = {"model": dataclasses.asdict(model), "diffusion": dataclasses.asdict(diffusion), "data": data_cfg,
               "train": train}
@@ -138,6 +162,8 @@ def _resumed(stored: dict, data, options: dict, model_overrides: dict) -> dict:
     config["train"].update({k: v for k, v in options.items() if k in TRAIN_DEFAULTS})
     if data is not None:
         config["data"]["shards"] = _data_spec(data)
+    if data is not None or "turns_deg" not in config["data"]:   # runs from before the turn was recorded too
+        config["data"]["turns_deg"] = read_turns(config["data"]["shards"])
     validate(config)
     return config
 

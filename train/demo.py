@@ -18,7 +18,7 @@ from train.sample import DEFAULT_STEPS, sample, save_image
 
 DEMO_SEED = 7                 # the procedural objects; fixed so every machine renders the same data
 RENDER_SIZE = 64              # rendered at twice the model's 32 px: resizing down anti-aliases the edges
-TURNTABLE_VIEWS = 6           # 6 x 60 degrees: once round
+TURNTABLE_VIEWS = 6           # once round for a model of 60-degree turns (the demo renders those)
 
 
 def stage(name, done, fn):

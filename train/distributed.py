@@ -21,12 +21,18 @@ class Dist:
         return self.rank == 0
 
 
-def setup() -> Dist:
-    """Join the process group when started by torchrun (WORLD_SIZE > 1); otherwise a single process."""
+def setup(device: str = "auto") -> Dist:
+    """Join the process group when started by torchrun (WORLD_SIZE > 1); otherwise a single process.
+
+    device: auto (CUDA when available), cpu, cuda (this process's local GPU) or cuda:N (single process)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    cuda = torch.cuda.is_available()
-    device = torch.device(f"cuda:{local_rank}" if cuda else "cpu")
+    if device not in ("auto", "cpu", "cuda") and not (device.startswith("cuda:") and world_size == 1):
+        raise ValueError(f"--device {device!r}: use auto, cpu, cuda (or cuda:N without torchrun)")
+    if device != "cpu" and device != "auto" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: no CUDA device is available here")
+    cuda = torch.cuda.is_available() if device == "auto" else device != "cpu"
+    device = torch.device(device if device.startswith("cuda:") else f"cuda:{local_rank}" if cuda else "cpu")
     if cuda:
         torch.cuda.set_device(device)
     if world_size == 1:

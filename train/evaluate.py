@@ -10,21 +10,22 @@ import time
 from pathlib import Path
 
 import torch
-from PIL import Image
 from tqdm import tqdm
 
-from datasets.images import background_rgb, to_pil
+from datasets.images import background_rgb
 from datasets.pairs import iter_pairs
 from train.checkpoint import load_for_inference
+from train.config import turn_deg
 from train.fetch import resolve_checkpoint
+from train.grid import grid_image
 from train.metrics import MASK_THRESHOLD, PSNR_CAP_DB, all_metrics, to_unit_hwc
 from train.sample import (DEFAULT_CFG, DEFAULT_SAMPLER, DEFAULT_STEPS, check_sampler_options, make_generator,
                           pick_device, save_image)
+from train.turntable import describe_turn
 
 METRICS = ("psnr", "ssim", "mask_iou")
 ROWS = ("model", "copy", "mean")
 GRID_ROWS = 16
-GRID_CELL_PX = 96
 
 
 def mean_target(data, image_size, background, val_fraction, max_pairs):
@@ -102,6 +103,7 @@ def evaluate(checkpoint, data, out, split="val", steps=DEFAULT_STEPS, sampler=DE
         "val_fraction": val_fraction,
         "image_size": size,
         "background": background,
+        "turn_deg": turn_deg(config),
         "mean_from": mean_from,
         "mask_threshold": MASK_THRESHOLD,
         "psnr_cap_db": PSNR_CAP_DB,
@@ -109,7 +111,7 @@ def evaluate(checkpoint, data, out, split="val", steps=DEFAULT_STEPS, sampler=DE
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     write_csv(rows, out.with_suffix(".csv"))
-    save_image(grid_image(src, generated, tgt, mean_image, background), out.with_suffix(".png"))
+    save_image(eval_grid(src, generated, tgt, mean_image, background), out.with_suffix(".png"))
     write_text(out, json.dumps(report, indent=2) + "\n")   # last: its presence means the evaluation is complete
     print(format_table(report), file=sys.stdout)
     print(f"evaluated {len(rows)} {split} pairs in {seconds:.1f} s -> {out}, {out.with_suffix('.csv').name}, "
@@ -138,17 +140,11 @@ def write_csv(rows, path):
     write_text(path, buffer.getvalue())
 
 
-def grid_image(src, generated, tgt, mean_image, background):
-    """Rows of the first GRID_ROWS pairs: condition (= the copy baseline) | generated | target | mean baseline."""
+def eval_grid(src, generated, tgt, mean_image, background):
+    """Rows of the first GRID_ROWS pairs, labelled: input (= the copy baseline) | generated | true | mean baseline."""
     n = min(GRID_ROWS, len(src))
-    gap = 2
-    canvas = Image.new("RGB", (4 * GRID_CELL_PX + 3 * gap, n * GRID_CELL_PX + (n - 1) * gap),
-                       tuple(255 - c for c in background_rgb(background)))
-    for i in range(n):
-        for j, image in enumerate((src[i], generated[i], tgt[i], mean_image)):
-            cell = to_pil(image).resize((GRID_CELL_PX, GRID_CELL_PX), Image.Resampling.NEAREST)
-            canvas.paste(cell, (j * (GRID_CELL_PX + gap), i * (GRID_CELL_PX + gap)))
-    return canvas
+    return grid_image([("input", src[:n]), ("generated", generated[:n]), ("true", tgt[:n]), ("mean", mean_image)],
+                      background=tuple(255 - c for c in background_rgb(background)))
 
 
 def format_table(report):
@@ -157,6 +153,7 @@ def format_table(report):
     lines = [f"{'':16} {'PSNR dB':>8} {'SSIM':>6} {'mask IoU':>9}"]
     for name, m in rows.items():
         lines.append(f"{name:16} {m['psnr']:8.2f} {m['ssim']:6.3f} {m['mask_iou']:9.3f}")
-    lines.append(f"n = {report['n']} {report['split']} pairs, {report['sampler']} {report['steps']} steps, "
+    lines.append(f"n = {report['n']} {report['split']} pairs ({describe_turn(report['turn_deg'])}), "
+                 f"{report['sampler']} {report['steps']} steps, "
                  f"cfg {report['cfg_scale']}, {report['image_size']} px, checkpoint {report['checkpoint']}")
     return "\n".join(lines)

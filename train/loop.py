@@ -22,6 +22,7 @@ from train.ema import EMA
 from train.grid import save_grid
 from train.logs import RunLog, rss_mb, summarize
 from train.runlock import RunLock
+from train.startup import startup_line
 
 PREVIEW_PAIRS = 4  # rows of the periodic sample grids
 
@@ -133,13 +134,15 @@ def save_preview(out, step, ema_model, diffusion, preview, config, dtype, device
               preview["tgt"])
 
 
-def train(data=None, out=None, *, resume=False, image_size=None, overrides=None, progress=True, **options) -> dict:
+def train(data=None, out=None, *, resume=False, image_size=None, overrides=None, progress=True, device="auto",
+          **options) -> dict:
     """Train a run in folder `out` on shards `data` (a spec or list of specs); returns a summary dict.
 
     options: any key of train.config.TRAIN_DEFAULTS or DATA_DEFAULTS (preset, steps, batch_size, lr, max_minutes,
     precision, compile, workers, seed, background, val_fraction, ...); None or absent = the stored run's value on
     resume, else the default. image_size and overrides (["depth=4", ...]) change the preset's model/diffusion.
-    Under torchrun every rank calls this; rank 0 writes the files.
+    device: auto (CUDA when available), cpu or cuda. progress: the progress bar (False: start-up and summary lines
+    only). Under torchrun every rank calls this; rank 0 writes the files.
     """
     unknown = set(options) - set(TRAIN_DEFAULTS) - set(DATA_DEFAULTS)
     if unknown:
@@ -149,7 +152,7 @@ def train(data=None, out=None, *, resume=False, image_size=None, overrides=None,
     model_overrides = parse_overrides(overrides)
     if image_size is not None:
         model_overrides["image_size"] = image_size
-    d = distributed.setup()
+    d = distributed.setup(device)
     lock = RunLock(str(out))
     try:
         if d.main:
@@ -265,6 +268,8 @@ def _train(d, data, out, resume, model_overrides, options, progress) -> dict:
 
     run = Trainer(d, config, out, resumable=stored is not None)
     start_step = run.step
+    if d.main:
+        print(startup_line(config, run.net, d.device, run.dtype, out, d.world_size), file=sys.stderr)
     if d.main and resume:
         print(f"resuming {out} at step {run.step}" if run.state else f"no checkpoint in {out} yet: starting at step 0",
               file=sys.stderr)
@@ -300,6 +305,9 @@ def _train(d, data, out, resume, model_overrides, options, progress) -> dict:
                 smooth_loss = loss if smooth_loss is None else 0.95 * smooth_loss + 0.05 * loss
                 now = time.monotonic()
                 speed = t["batch_size"] * (run.step - start_step) / max(now - start, 1e-9)
+                if t["max_minutes"] is not None:   # the bar ends where the time budget will stop the run
+                    left_s = max(0.0, 60 * t["max_minutes"] - (now - start))
+                    bar.total = min(t["steps"], run.step + round(left_s * speed / t["batch_size"]))
                 bar.update(1)
                 bar.set_postfix(loss=f"{smooth_loss:.4f}", samples_s=f"{speed:.1f}", refresh=False)
                 over_time = t["max_minutes"] is not None and now - start >= 60 * t["max_minutes"]

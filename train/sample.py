@@ -8,16 +8,22 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from PIL import Image
+
 from datasets.images import load_image, to_pil, to_tensor
+from datasets.photos import prepare_photo
+from model.dit import camera_vector
 from train.checkpoint import load_for_inference
+from train.config import turn_deg
 from train.fetch import resolve_checkpoint
-from train.turntable import display_frames, strip_image, turntable_views
+from train.turntable import describe_turn, describe_turntable, display_frames, strip_image, turntable_views
 
 # Sampling defaults of sample, evaluate and the demo: the best of bench/sampler_grid.py on the reference model's
 # held-out objects (docs/study.md). Few ancestral steps scored best on mask IoU and PSNR at this model's stage.
 DEFAULT_SAMPLER, DEFAULT_STEPS, DEFAULT_CFG = "ancestral", 10, 1.5
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 GIF_FRAME_MS = 500
+DISPLAY_SIZE = 256   # side of the display copy written next to every exact-size output (0 = none)
 
 
 def list_inputs(inputs):
@@ -67,6 +73,39 @@ def save_image(img, path, **save_kwargs):
         raise
 
 
+def display_path(path, display_size):
+    """NAME.png -> NAME_256px.png: where the display copy of an output goes."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}_{display_size}px{path.suffix}")
+
+
+def save_output(img, path, display_size=DISPLAY_SIZE) -> list:
+    """Write the exact-size image and, unless display_size is 0, a copy enlarged (Lanczos) to display_size a side
+    next to it, for a person to look at; returns the paths written."""
+    save_image(img, path)
+    if not display_size:
+        return [Path(path)]
+    scale = display_size / max(img.size)
+    copy = img.resize((round(img.width * scale), round(img.height * scale)), Image.Resampling.LANCZOS)
+    save_image(copy, display_path(path, display_size))
+    return [Path(path), display_path(path, display_size)]
+
+
+def prepare_inputs(files, size, background, mask=None, prep=True):
+    """Decode every input and prepare it like the training data (datasets.photos) unless prep is False; returns
+    the model-size tensors [N,3,H,W] and one-line warnings naming their file."""
+    if mask is not None and len(files) != 1:
+        raise ValueError(f"--mask belongs to one input image, got {len(files)} inputs")
+    tensors, warnings = [], []
+    for f in files:
+        img = load_image(f)
+        if prep:
+            img, info = prepare_photo(img, background, mask=mask)
+            warnings += [f"warning: {f}: {w}" for w in info["warnings"]]
+        tensors.append(to_tensor(img, size, background))
+    return torch.stack(tensors), warnings
+
+
 def make_generator(net, diffusion, *, steps, sampler, eta, cfg_scale, seed, batch_size, bar):
     """A `generate(cond, camera)` running the sampler over a batch in chunks of batch_size, ticking `bar`."""
     # One CPU generator drawn from in order: the same seed gives the same images on any device.
@@ -101,13 +140,16 @@ def check_sampler_options(steps, eta, cfg_scale, batch_size):
         raise ValueError("--batch-size must be at least 1")
 
 
-def check_options(steps, num_samples, turntable, batch_size, eta=0.0, cfg_scale=DEFAULT_CFG):
+def check_options(steps, num_samples, turntable, batch_size, eta=0.0, cfg_scale=DEFAULT_CFG,
+                  display_size=DISPLAY_SIZE):
     """Reject option values that cannot work, with a one-line reason."""
     check_sampler_options(steps, eta, cfg_scale, batch_size)
     if num_samples < 1:
         raise ValueError("--num-samples must be at least 1")
     if turntable == 1 or turntable < 0:
         raise ValueError("--turntable needs at least 2 views (0 = a single turned view)")
+    if display_size < 0:
+        raise ValueError("--display-size must be 0 (no display copies) or a positive number of pixels")
 
 
 def unique_stems(files):
@@ -122,7 +164,7 @@ def unique_stems(files):
     return stems
 
 
-def planned_outputs(out, stems, num_samples, turntable):
+def planned_outputs(out, stems, num_samples, turntable, display_size=DISPLAY_SIZE):
     """Every file sample() writes for these input stems (the names write_turntable and the loop below use)."""
     paths = []
     for stem in stems:
@@ -132,6 +174,8 @@ def planned_outputs(out, stems, num_samples, turntable):
                       [f"view{k:02d}.png" for k in range(turntable)] + ["turntable.png", "turntable.gif"]]
         else:
             paths += [out / f"{stem}_input.png"] + [out / f"{tag}_turned.png" for tag in tags]
+    if display_size:   # every image but the strip and the GIF has a display copy
+        paths += [display_path(p, display_size) for p in paths if not p.name.endswith(("_turntable.png", ".gif"))]
     return paths
 
 
@@ -145,56 +189,65 @@ def check_no_overwrite(files, outputs):
 
 
 def sample(checkpoint, inputs, out, steps=DEFAULT_STEPS, sampler=DEFAULT_SAMPLER, eta=0.0, cfg_scale=DEFAULT_CFG,
-           seed=0, num_samples=1, turntable=0, device="auto", batch_size=16, cache_dir=None):
-    """Write the turned view(s) of every input image into `out`, each next to its prepared input; returns the paths."""
-    check_options(steps, num_samples, turntable, batch_size, eta, cfg_scale)
+           seed=0, num_samples=1, turntable=0, device="auto", batch_size=16, cache_dir=None, mask=None, prep=True,
+           display_size=DISPLAY_SIZE):
+    """Write the turned view(s) of every input image into `out`, each next to its prepared input; returns the paths.
+
+    prep: prepare each photo like the training data (object mask from alpha, `mask` or separation; crop, square,
+    training framing, training background); False only pads and resizes. display_size: side of the display copy
+    written next to each exact-size output (0 = none)."""
+    started = time.time()
+    check_options(steps, num_samples, turntable, batch_size, eta, cfg_scale, display_size)
     files = list_inputs(inputs)
-    check_no_overwrite(files, planned_outputs(Path(out), unique_stems(files), num_samples, turntable))
+    check_no_overwrite(files, planned_outputs(Path(out), unique_stems(files), num_samples, turntable, display_size))
     path = resolve_checkpoint(checkpoint, cache_dir)
     net, diffusion, config = load_for_inference(path, device=pick_device(device))
     size, background = config["model"]["image_size"], config["data"].get("background", "white")
-    # Every input is decoded (and shrunk to model size) before anything is written or sampled.
-    conds = torch.stack([to_tensor(load_image(f), size, background) for f in files])
+    camera_dim, turn = config["model"].get("camera_dim", 0), turn_deg(config)
+    # Every input is decoded and prepared (at model size) before anything is written or sampled.
+    conds, warnings = prepare_inputs(files, size, background, mask, prep)
+    for line in warnings:
+        print(line, file=sys.stderr)
     cond = conds.repeat_interleave(num_samples, dim=0)   # item i * num_samples + j = sample j of input i
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     passes = max(1, turntable - 1)
-    start = time.time()
+    sampling = time.time()
     with tqdm(total=math.ceil(len(cond) / batch_size) * steps * passes, desc="sample", unit="step") as bar:
         generate = make_generator(net, diffusion, steps=steps, sampler=sampler, eta=eta, cfg_scale=cfg_scale,
                                   seed=seed, batch_size=batch_size, bar=bar)
         if turntable:
-            views = turntable_views(generate, cond, turntable, config["model"].get("camera_dim", 0))
-        else:
-            turned = generate(cond)
+            views = turntable_views(generate, cond, turntable, camera_dim, turn)
+        else:   # a relative-camera model is asked for its data's turn, like a fixed-turn one
+            turned = generate(cond, camera_vector(turn).expand(len(cond), -1) if camera_dim else None)
+    sampling = time.time() - sampling
 
     written = []
     for i, stem in enumerate(unique_stems(files)):
         if not turntable:   # a turntable's view00 is the prepared input
-            save_image(to_pil(conds[i]), out / f"{stem}_input.png")
-            written.append(out / f"{stem}_input.png")
+            written += save_output(to_pil(conds[i]), out / f"{stem}_input.png", display_size)
         for j in range(num_samples):
             k = i * num_samples + j
             tag = stem if num_samples == 1 else f"{stem}_s{j}"
             if turntable:
-                written += write_turntable(views, k, out, tag)
+                written += write_turntable(views, k, out, tag, display_size)
             else:
-                save_image(to_pil(turned[k]), out / f"{tag}_turned.png")
-                written.append(out / f"{tag}_turned.png")
-    what = f"{turntable}-view turntables" if turntable else "turned views"
-    print(f"sampled {len(files)} input(s) x {num_samples} sample(s) ({what}, {sampler} {steps} steps, "
-          f"cfg {cfg_scale}) in {time.time() - start:.1f} s -> {out}", file=sys.stderr)
+                written += save_output(to_pil(turned[k]), out / f"{tag}_turned.png", display_size)
+    what = (f"turntables of {describe_turntable(turntable, camera_dim, turn)}" if turntable
+            else f"turned views: {describe_turn(turn)}")
+    print(f"sampled {len(files)} input(s) x {num_samples} sample(s) ({what}; {sampler} {steps} steps, "
+          f"cfg {cfg_scale}) in {time.time() - started:.1f} s ({sampling:.1f} s sampling) -> {out}", file=sys.stderr)
     return written
 
 
-def write_turntable(views, index, out, tag):
-    """Write batch item `index` of a turntable: one PNG per view, a strip PNG and an animated GIF."""
+def write_turntable(views, index, out, tag, display_size=DISPLAY_SIZE):
+    """Write batch item `index` of a turntable: one PNG per view (and its display copy), a strip PNG and an
+    animated GIF of display-size frames."""
     paths = []
     for k, view in enumerate(views):
-        paths.append(out / f"{tag}_view{k:02d}.png")
-        save_image(to_pil(view[index]), paths[-1])
-    frames = display_frames(views, index)
+        paths += save_output(to_pil(view[index]), out / f"{tag}_view{k:02d}.png", display_size)
+    frames = display_frames(views, index, display_size)
     paths.append(out / f"{tag}_turntable.png")
     save_image(strip_image(frames), paths[-1])
     paths.append(out / f"{tag}_turntable.gif")
