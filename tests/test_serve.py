@@ -105,28 +105,30 @@ def pixels(path):
 def test_turned_view_and_turntable(server, client, tmp_path):
     prepared = client.predict(handle_file(str(EXAMPLES[0])), api_name="/prepared_view")
     result, strip, files = job(client, EXAMPLES[0], steps=3)
-    assert Image.open(prepared).size == Image.open(result).size == (128, 128)   # shown enlarged, 4 x 32 px
+    assert Image.open(prepared).size == Image.open(result).size == (256, 256)   # shown as the display copies
     assert pixels(prepared)[0, 0].tolist() == [255, 255, 255]       # composited on the white background
     stem = EXAMPLES[0].stem   # the names `sample` gives
-    assert strip["visible"] is False and [Path(f).name for f in files] == [f"{stem}_input.png", f"{stem}_turned.png"]
-    assert Image.open(files[1]).size == (32, 32)                     # the downloads are at the model's size
-    assert np.array_equal(pixels(files[0]), pixels(prepared)[::4, ::4])
-    assert np.array_equal(pixels(files[1]), pixels(result)[::4, ::4])   # the download is the result shown
+    assert strip["visible"] is False and [Path(f).name for f in files] == [
+        f"{stem}_input.png", f"{stem}_input_256px.png", f"{stem}_turned.png", f"{stem}_turned_256px.png"]
+    assert Image.open(files[2]).size == (32, 32)                     # the downloads are at the model's size
+    assert np.array_equal(pixels(files[1]), pixels(prepared))
+    assert np.array_equal(pixels(files[3]), pixels(result))          # the download is the result shown
     by_sample = sample(server["run"], [EXAMPLES[0]], tmp_path / "sample", steps=3, seed=0)
-    assert np.array_equal(pixels(files[1]), pixels(by_sample[1]))    # what `cli.py sample` gives for these settings
+    for ours, theirs in zip(files, by_sample):                       # what `cli.py sample` gives for these settings
+        assert Path(ours).name == theirs.name and np.array_equal(pixels(ours), pixels(theirs))
 
     result, strip, files = job(client, EXAMPLES[1], steps=2, views=3)
     gif = Image.open(result)
     assert gif.format == "GIF" and gif.n_frames == 3 and gif.size[0] >= 128
     assert strip["visible"] is True and Image.open(strip["value"]).size == (3 * gif.size[0], gif.size[1])
     stem = EXAMPLES[1].stem   # the names `sample --turntable 3` gives
-    assert [Path(f).name for f in files] == [f"{stem}_view00.png", f"{stem}_view01.png", f"{stem}_view02.png",
-                                             f"{stem}_turntable.png", f"{stem}_turntable.gif"]
+    assert [Path(f).name for f in files] == [f"{stem}_view{k:02d}{tag}.png" for k in range(3) for tag in ("", "_256px")
+                                             ] + [f"{stem}_turntable.png", f"{stem}_turntable.gif"]
 
 
 def test_bad_uploads_are_refused_and_the_server_keeps_serving(server, client, tmp_path):
     cases = {"notes.png": b"just some text, not a picture", "empty.png": b"",
-             "bomb.png": png_bomb(100_000), "huge_pixels.png": png_bomb(7_000)}
+             "bomb.png": png_bomb(100_000), "huge_pixels.png": png_bomb(7_500)}
     messages = {"notes.png": "Not an image", "empty.png": "The file is empty",
                 "bomb.png": "too many pixels", "huge_pixels.png": "too many pixels"}
     for name, content in cases.items():

@@ -14,17 +14,18 @@ from pathlib import Path
 
 from PIL import Image
 
-from datasets.images import load_image, to_pil, to_tensor
+from datasets.images import MAX_INPUT_PIXELS, to_pil
+from model.dit import camera_vector
 from train.checkpoint import load_for_inference
+from train.config import turn_deg
 from train.fetch import PROJECT_ROOT, resolve_checkpoint
-from train.sample import (DEFAULT_CFG, DEFAULT_SAMPLER, DEFAULT_STEPS, IMAGE_EXTENSIONS, make_generator, pick_device,
-                          save_image, write_turntable)
-from train.turntable import display_frames, turntable_views
+from train.sample import (DEFAULT_CFG, DEFAULT_SAMPLER, DEFAULT_STEPS, DISPLAY_SIZE, IMAGE_EXTENSIONS, make_generator,
+                          pick_device, prepare_inputs, save_output, write_turntable)
+from train.turntable import describe_turn, display_frames, turntable_views
 
 DEFAULT_HOST, DEFAULT_PORT, DEFAULT_MAX_JOBS = "127.0.0.1", 7860, 1
 EXAMPLES_DIR = PROJECT_ROOT / "docs" / "examples"     # held-out renders shown under the upload box
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024                   # refused by Gradio's upload route (HTTP 413) beyond this
-MAX_PIXELS = 40_000_000                               # read from the header, before anything is decoded
 UPLOAD_FORMATS = {"PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF"}   # PIL's names for what the upload box accepts
 MAX_STEPS, MAX_VIEWS, MAX_SEED = 200, 12, 2**31 - 1
 QUEUE_SIZE = 16                                       # jobs waiting beyond this are refused ("queue full")
@@ -68,20 +69,22 @@ def check_upload(path):
         with Image.open(path) as img:   # lazy: reads the header, decodes nothing
             fmt, (w, h) = img.format, img.size
     except Image.DecompressionBombError:
-        raise ValueError(f"The image has too many pixels (at most {MAX_PIXELS:,}).") from None
+        raise ValueError(f"The image has too many pixels (at most {MAX_INPUT_PIXELS:,}).") from None
     except Exception:
         raise ValueError("Not an image: upload a PNG, JPEG, WebP, BMP, GIF or TIFF file.") from None
     if fmt not in UPLOAD_FORMATS:
         raise ValueError(f"{fmt} images are not accepted: upload a PNG, JPEG, WebP, BMP, GIF or TIFF file.")
-    if w * h > MAX_PIXELS:
-        raise ValueError(f"The image has too many pixels ({w} x {h}; at most {MAX_PIXELS:,}).")
+    if w * h > MAX_INPUT_PIXELS:
+        raise ValueError(f"The image has too many pixels ({w} x {h}; at most {MAX_INPUT_PIXELS:,}).")
     if w == 0 or h == 0:
         raise ValueError("The image has no pixels.")
 
 
 def prepare_input(path, size, background):
-    """The model's input for an upload, prepared exactly as `sample` prepares its inputs ([3, size, size])."""
-    return to_tensor(load_image(path), size, background)
+    """The model's input for an upload, prepared exactly as `sample` prepares its inputs ([3, size, size]), and the
+    preparation's warnings (an unreliable object mask)."""
+    cond, warnings = prepare_inputs([Path(path)], size, background)
+    return cond[0], [w.split(": ", 2)[-1] for w in warnings]   # the page shows no server path
 
 
 def prune_jobs(jobs_dir, max_age_s=RESULT_TTL_S):
@@ -102,13 +105,14 @@ def run_sampling(net, diffusion, config, cond, *, steps, cfg_scale, seed, views,
     Returns (the result to show: an enlarged image or the GIF's path, the strip's path or None, the files written)."""
     generate = make_generator(net, diffusion, steps=steps, sampler=DEFAULT_SAMPLER, eta=0.0, cfg_scale=cfg_scale,
                               seed=seed, batch_size=1, bar=bar)
+    camera_dim, turn = config["model"].get("camera_dim", 0), turn_deg(config)
     if views == 1:
-        pair = [cond[None], generate(cond[None])]
-        files = [out / f"{stem}_input.png", out / f"{stem}_turned.png"]   # at model size, as `sample` writes them
-        for view, path in zip(pair, files):
-            save_image(to_pil(view[0]), path)
-        return display_frames(pair, 0)[1], None, files
-    ring = turntable_views(generate, cond[None], views, config["model"].get("camera_dim", 0))
+        pair = [cond[None], generate(cond[None], camera_vector(turn)[None] if camera_dim else None)]
+        files = []   # at model size with their display copies, as `sample` writes them
+        for view, name in zip(pair, (f"{stem}_input.png", f"{stem}_turned.png")):
+            files += save_output(to_pil(view[0]), out / name)
+        return display_frames(pair, 0, DISPLAY_SIZE)[1], None, files
+    ring = turntable_views(generate, cond[None], views, camera_dim, turn)
     files = write_turntable(ring, 0, out, stem)   # the files of `sample`: view PNGs, strip, GIF
     return files[-1], files[-2], files
 
@@ -140,13 +144,16 @@ def build_page(net, diffusion, config, checkpoint_name, jobs_dir, max_jobs):
             raise gr.Error("Choose an image first.", print_exception=False)
         try:
             check_upload(path)
-            return prepare_input(path, size, background)
+            cond, warnings = prepare_input(path, size, background)
         except ValueError as e:
             raise gr.Error(str(e), print_exception=False) from None
+        for line in warnings:
+            gr.Warning(line)
+        return cond
 
     def prepared_view(path):
         """The prepared input, enlarged like the results, shown as soon as a file is chosen."""
-        return None if path is None else display_frames([checked_input(path)[None]], 0)[0]
+        return None if path is None else display_frames([checked_input(path)[None]], 0, DISPLAY_SIZE)[0]
 
     def job(path, steps, cfg_scale, seed, views, progress=gr.Progress()):
         """One request: check, prepare, sample in a thread; yields while waiting so that a cancel stops it."""
@@ -179,7 +186,8 @@ def build_page(net, diffusion, config, checkpoint_name, jobs_dir, max_jobs):
     with gr.Blocks(title="dit-nvs: turn an object", delete_cache=(600, RESULT_TTL_S),
                    analytics_enabled=False) as page:
         gr.Markdown(f"## dit-nvs: the turned view of an object\nModel: `{checkpoint_name}` "
-                    f"({size} px). Upload a picture of one object on a plain background.")
+                    f"({size} px): {describe_turn(turn_deg(config))}. Upload a picture of one object; its "
+                    f"background is removed and it is framed like the training renders (the prepared input).")
         examples = [str(p) for p in sorted(EXAMPLES_DIR.glob("*.png"))]
         with gr.Row():
             with gr.Column():
