@@ -6,6 +6,8 @@ from render.backend import import_pyrender
 from render.camera import FOV_DEG
 
 UNCOLOURED = [180, 180, 180, 255]   # parts without any colour: light grey, not pyrender's dark default
+ROUGHNESS = 0.8       # of plain-coloured parts, and of textured ones whose file gives none
+MAX_METALLIC = 0.5    # pyrender has no environment light: a full metal shows only the ambient term, near black
 
 
 class Renderer:
@@ -26,7 +28,8 @@ class Renderer:
             scene.add(self._merged_colour_mesh(coloured))
         for part in parts:
             if part.mesh.visual.kind == "texture":
-                scene.add(pr.Mesh.from_trimesh(part.mesh), pose=part.pose)
+                material = self._texture_material(part.mesh.visual.material)
+                scene.add(pr.Mesh.from_trimesh(part.mesh, material=material), pose=part.pose)
         camera = scene.add(pr.PerspectiveCamera(yfov=np.radians(FOV_DEG), aspectRatio=1.0, znear=0.05, zfar=20.0))
         # A headlight that follows the camera means the visible side is always lit, whatever the view;
         # a fixed light from above keeps some shape cues.
@@ -35,6 +38,32 @@ class Renderer:
         top[:3, :3] = [[1, 0, 0], [0, 0, 1], [0, -1, 0]]   # light's -Z points down (-Y)
         scene.add(pr.DirectionalLight(color=np.ones(3), intensity=1.5), pose=top)
         return scene, camera, headlight
+
+    def _texture_material(self, material):
+        """A pyrender material for a trimesh texture material that lights a white texel like a white vertex colour.
+
+        pyrender reads a missing metallicFactor as 1.0 (glTF's default) and, with no environment to reflect, a
+        metal renders at the ambient level only: a white texel came out at 140 where white paint gives 243. Files
+        that leave it out (trimesh's exports, OBJ/MTL, most scans) mean no metal, so None counts as 0 here, and
+        explicit metals are capped at MAX_METALLIC. A SimpleMaterial (OBJ/MTL, or made in code) uses its image
+        alone as the base colour: trimesh fills a missing Kd with 0.4 grey, which would multiply every texel.
+        """
+        pr = self.pyrender
+        if isinstance(material, trimesh.visual.material.PBRMaterial):
+            metallic = min(float(material.metallicFactor or 0.0), MAX_METALLIC)
+            roughness = ROUGHNESS if material.roughnessFactor is None else float(material.roughnessFactor)
+            factor = (np.ones(4) if material.baseColorFactor is None
+                      else np.asarray(material.baseColorFactor, dtype=np.float64) / 255.0)
+            image = material.baseColorTexture
+            return pr.MetallicRoughnessMaterial(
+                baseColorFactor=factor, baseColorTexture=image, metallicFactor=metallic, roughnessFactor=roughness,
+                metallicRoughnessTexture=material.metallicRoughnessTexture, normalTexture=material.normalTexture,
+                occlusionTexture=material.occlusionTexture, emissiveTexture=material.emissiveTexture,
+                emissiveFactor=material.emissiveFactor, doubleSided=bool(material.doubleSided),
+                alphaMode=_alpha_mode(material.alphaMode, factor, image), alphaCutoff=material.alphaCutoff)
+        image = getattr(material, "image", None)
+        return pr.MetallicRoughnessMaterial(baseColorFactor=np.ones(4), baseColorTexture=image, metallicFactor=0.0,
+                                            roughnessFactor=ROUGHNESS, alphaMode=_alpha_mode(None, None, image))
 
     def _merged_colour_mesh(self, parts):
         """One pyrender mesh in world coordinates for all parts without textures.
@@ -64,8 +93,12 @@ class Renderer:
         normals = np.concatenate(normals)
         normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
         colours = np.concatenate(colours).astype(np.float32) / 255.0
+        # pyrender multiplies the lit colour by COLOR_0 as if it were linear, then applies gamma; colours are
+        # written in sRGB (as texels are, which the shader linearises), so linearise them here: paint and
+        # texture of the same colour then render alike, and mid-tones are not washed out.
+        colours[:, :3] = _srgb_to_linear(colours[:, :3])
         material = self.pyrender.MetallicRoughnessMaterial(
-            baseColorFactor=[1.0, 1.0, 1.0, 1.0], metallicFactor=0.0, roughnessFactor=0.8,
+            baseColorFactor=[1.0, 1.0, 1.0, 1.0], metallicFactor=0.0, roughnessFactor=ROUGHNESS,
             alphaMode="OPAQUE" if (colours[:, 3] >= 1.0).all() else "BLEND")
         primitive = self.pyrender.Primitive(positions=np.concatenate(positions), normals=normals, color_0=colours,
                                             indices=np.concatenate(indices), material=material)
@@ -93,6 +126,20 @@ class Renderer:
     def close(self):
         """Release the OpenGL context."""
         self.offscreen.delete()
+
+
+def _srgb_to_linear(c):
+    """sRGB-encoded values in 0..1 -> linear light (the piecewise sRGB curve, as pyrender's shader uses)."""
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4).astype(np.float32)
+
+
+def _alpha_mode(mode, factor, image):
+    """The file's alpha mode, else BLEND only where the colour factor or texture has transparency."""
+    if mode in ("OPAQUE", "MASK", "BLEND"):
+        return mode
+    translucent = (factor is not None and factor[3] < 1.0) or (
+        image is not None and getattr(image, "mode", "") in ("RGBA", "LA") and image.getextrema()[-1][0] < 255)
+    return "BLEND" if translucent else "OPAQUE"
 
 
 def _smooth_normals(vertices, faces):
