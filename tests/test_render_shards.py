@@ -89,3 +89,17 @@ def test_info_and_preview(tmp_path, capsys):
     assert grid.size[0] > 2 * 128 and grid.size[1] > 128
     with pytest.raises(FileNotFoundError):
         shards_info(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("damage", ["missing", "corrupt"])
+def test_other_size_is_refused_from_the_shards_when_job_json_is_lost(tmp_path, damage):
+    job = {"source": "procedural", "size": 8, "seed": 0}
+    write_objects(tmp_path, iter([("a", _samples("a", 2, size=8))]), job=job)
+    if damage == "missing":
+        (tmp_path / "job.json").unlink()
+    else:
+        (tmp_path / "job.json").write_text('{"source": "proced')
+    with pytest.raises(ValueError, match="size 8 there, 16 now"):
+        ShardSink(tmp_path, job=dict(job, size=16))
+    ShardSink(tmp_path, job=job).close()   # the same settings may still add to it
+    assert json.loads((tmp_path / "job.json").read_text()) == job
