@@ -110,8 +110,10 @@ def shards_info_command(**options):
 @click.argument("directory", type=click.Path())
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG file to write.")
 @click.option("--count", default=16, help="Number of pairs to show.")
+@click.option("--shuffle", is_flag=True, help="Draw the pairs at random from the whole set, not the first ones.")
+@click.option("--seed", default=0, help="Seed of the --shuffle draw.")
 def shards_preview_command(**options):
-    """Draw source|target pairs of a shard folder in a grid PNG."""
+    """Draw labelled source|target pairs of a shard folder in a grid PNG (128 px per image)."""
     from render.inspect_shards import shards_preview
     run(shards_preview, **options)
 
