@@ -4,6 +4,8 @@ import sys
 
 import click
 
+from render.pairs import RenderSettings   # the render defaults, declared once (imports numpy, not torch/pyrender)
+
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True, "max_content_width": 110}
 
 
@@ -33,17 +35,22 @@ def _render_options(command):
     options = [
         click.option("--out", required=True, type=click.Path(file_okay=False),
                      help="Output folder for shards (new, or one this command wrote before: reruns resume)."),
-        click.option("--size", default=256, help="Image side in pixels."),
-        click.option("--pairs-per-object", default=4, help="View pairs rendered per object."),
-        click.option("--delta-azimuth", default=60.0,
+        click.option("--size", default=RenderSettings.size,
+                     help="Image side in pixels (twice the model's size: training scales down)."),
+        click.option("--pairs-per-object", default=RenderSettings.pairs_per_object, help="View pairs rendered per object."),
+        click.option("--delta-azimuth", default=RenderSettings.delta_azimuth_deg,
                      help="Target azimuth minus source azimuth, degrees (positive: object turns clockwise seen "
                           "from above)."),
-        click.option("--elevation-range", default="-10,40", help="LOW,HIGH source/target elevation in degrees."),
+        click.option("--elevation-range", default=",".join(f"{v:g}" for v in RenderSettings.elevation_range),
+                     help="LOW,HIGH source/target elevation in degrees."),
         click.option("--workers", type=int, default=None, help="Render processes [default: CPU cores]."),
-        click.option("--seed", default=0, help="Seed of the views (and of the procedural objects)."),
-        click.option("--shard-size", default=1000, help="Samples per shard (an object never spans two shards)."),
-        click.option("--backend", default="auto", help="OpenGL platform: auto|osmesa|egl (auto: egl on NVIDIA)."),
-        click.option("--timeout-s", default=300.0, help="Abandon an object still rendering after this long."),
+        click.option("--seed", default=RenderSettings.seed, help="Seed of the views (and of the procedural objects)."),
+        click.option("--shard-size", default=RenderSettings.shard_size,
+                     help="Samples per shard (an object never spans two shards)."),
+        click.option("--backend", default=RenderSettings.backend,
+                     help="OpenGL platform: auto|osmesa|egl (auto: egl on NVIDIA)."),
+        click.option("--timeout-s", default=RenderSettings.timeout_s,
+                     help="Abandon an object still rendering after this long."),
         click.option("--rank", type=int, default=None,
                      help="This process's share [default: $SLURM_PROCID, $RANK or 0]."),
         click.option("--world-size", type=int, default=None,

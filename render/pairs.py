@@ -14,13 +14,15 @@ PNG_COMPRESS_LEVEL = 1   # zlib level 1: files ~10% larger than the default, enc
 
 @dataclass
 class RenderSettings:
-    """What every object of a job is rendered with."""
-    size: int = 256
+    """What every object of a job is rendered with: the one place the render defaults are declared (cli.py too)."""
+    size: int = 128   # twice the 64 px model: training downsizes, and bigger shards cost decode time (docs/train.md)
     pairs_per_object: int = 4
     delta_azimuth_deg: float = 60.0
     elevation_range: tuple = DEFAULT_ELEVATION_RANGE
     seed: int = 0
     backend: str = "auto"
+    shard_size: int = 1000        # samples per shard
+    timeout_s: float = 300.0      # an object still rendering after this long is abandoned
     min_coverage: float = 0.002   # fraction of opaque pixels below which a view counts as empty
 
     def job_record(self, source):
@@ -52,7 +54,9 @@ def render_object(renderer, spec, settings):
     """All samples of one object, or a Failure saying why there are none."""
     try:
         parts = spec.load(*spec.args)
-    except Exception as e:   # any reader error means the same to the user: this file cannot be used
+    except ValueError as e:   # our own checks (scene.py) say what is wrong in words
+        return Failure(f"unreadable: {str(e)[:200]}", spec.path)
+    except Exception as e:   # any other reader error means the same to the user: this file cannot be used
         return Failure(f"unreadable: {type(e).__name__}: {str(e)[:200]}", spec.path)
     pairs = sample_pairs(settings.seed, spec.uid, settings.pairs_per_object, settings.delta_azimuth_deg,
                          settings.elevation_range)

@@ -23,6 +23,11 @@ class Failure:
     path: str | None = None
 
 
+def failed_note(count, out_dir):
+    """'0 failed', or '2 failed (see OUT/failures.jsonl)': point at the file only when it has something."""
+    return f"{count} failed" + (f" (see {Path(out_dir) / FAILURES})" if count else "")
+
+
 def shard_name(rank, index):
     """File name of shard `index` written by `rank`: unique per writer, so reruns and ranks never collide."""
     return f"shard-r{rank:03d}-{index:06d}.tar"
