@@ -17,19 +17,13 @@ class Renderer:
         self.pyrender = import_pyrender(backend)
         self.size = size
         self.offscreen = self.pyrender.OffscreenRenderer(size, size)
+        self.scene, self.camera, self.headlight = self._empty_scene()
+        self.mesh_nodes = []
 
-    def build_scene(self, parts):
-        """Make a pyrender scene (meshes, camera, lights) from posed parts; returns (scene, camera_node, light_node)."""
+    def _empty_scene(self):
+        """The scene every object is shown in: camera and lights, made once (a pyrender node costs ~0.2 ms)."""
         pr = self.pyrender
         scene = pr.Scene(bg_color=[0.0, 0.0, 0.0, 0.0], ambient_light=[0.45, 0.45, 0.45])
-        coloured = [p for p in parts if p.mesh.visual.kind != "texture"]
-        if coloured:
-            # pyrender's cost is mostly Python per primitive per frame: draw all plain-coloured parts as one.
-            scene.add(self._merged_colour_mesh(coloured))
-        for part in parts:
-            if part.mesh.visual.kind == "texture":
-                material = self._texture_material(part.mesh.visual.material)
-                scene.add(pr.Mesh.from_trimesh(part.mesh, material=material), pose=part.pose)
         camera = scene.add(pr.PerspectiveCamera(yfov=np.radians(FOV_DEG), aspectRatio=1.0, znear=0.05, zfar=20.0))
         # A headlight that follows the camera means the visible side is always lit, whatever the view;
         # a fixed light from above keeps some shape cues.
@@ -38,6 +32,35 @@ class Renderer:
         top[:3, :3] = [[1, 0, 0], [0, 0, 1], [0, -1, 0]]   # light's -Z points down (-Y)
         scene.add(pr.DirectionalLight(color=np.ones(3), intensity=1.5), pose=top)
         return scene, camera, headlight
+
+    def build_scene(self, parts):
+        """Put posed parts in the scene in place of the previous object's; returns (scene, camera, headlight).
+
+        The scene is shared: building the next object replaces this one (pyrender then frees its GL buffers).
+        """
+        for node in self.mesh_nodes:
+            self.scene.remove_node(node)
+        self.mesh_nodes = []
+        coloured = [p for p in parts if p.mesh.visual.kind != "texture"]
+        if coloured:
+            # pyrender's cost is mostly Python per primitive per frame: draw all plain-coloured parts as one.
+            self.mesh_nodes.append(self.scene.add(self._merged_colour_mesh(coloured)))
+        for part in parts:
+            if part.mesh.visual.kind == "texture":
+                self.mesh_nodes.append(self.scene.add(self._textured_mesh(part.mesh), pose=part.pose))
+        return self.scene, self.camera, self.headlight
+
+    def _textured_mesh(self, mesh):
+        """One pyrender primitive for a textured trimesh, built directly (from_trimesh deep-copies and recomputes)."""
+        faces = np.asarray(mesh.faces)
+        vertices = np.asarray(mesh.vertices)
+        normals = _smooth_normals(vertices, faces)
+        normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
+        uv = mesh.visual.uv
+        primitive = self.pyrender.Primitive(
+            positions=vertices, normals=normals, indices=faces, material=self._texture_material(mesh.visual.material),
+            texcoord_0=None if uv is None or len(uv) != len(vertices) else np.asarray(uv))
+        return self.pyrender.Mesh([primitive])
 
     def _texture_material(self, material):
         """A pyrender material for a trimesh texture material that lights a white texel like a white vertex colour.
