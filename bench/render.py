@@ -43,7 +43,7 @@ def rss_mb():
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
 
 
-BARE_OBJECTS = 16   # procedural objects differ a lot in parts and triangles: the bare rate is their mix
+BARE_OBJECTS = 48   # procedural objects differ a lot in parts and triangles: the bare rate is their mix
 
 
 def _bare_worker(args):

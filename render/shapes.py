@@ -37,7 +37,9 @@ class Piece:
     def face_normals(self):
         """Unit normals of the faces."""
         v = self.vertices[self.faces]
-        n = np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0])
+        a, b = v[:, 1] - v[:, 0], v[:, 2] - v[:, 0]
+        n = np.stack([a[:, 1] * b[:, 2] - a[:, 2] * b[:, 1], a[:, 2] * b[:, 0] - a[:, 0] * b[:, 2],
+                      a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]], axis=1)
         return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
 
 
