@@ -104,6 +104,12 @@ def convert(xml_path):
             if material is not None and material.get("texture") in textures:
                 colour = _mean_colour(textures[material.get("texture")])
             mesh.visual.face_colors = colour
+        else:   # MuJoCo shows the texture times the XML material's rgba (default white); the MTL's Kd is unused
+            material = materials.get(geom.get("material"))
+            rgba = _floats(material.get("rgba") if material is not None else None, [1, 1, 1, 1])
+            mesh.visual.material = trimesh.visual.material.PBRMaterial(
+                baseColorTexture=mesh.visual.material.image, baseColorFactor=(rgba * 255).astype(int),
+                metallicFactor=0.0, roughnessFactor=0.8)
         scene.add_geometry(mesh, transform=Z_UP_TO_Y_UP @ pose)
     return scene
 

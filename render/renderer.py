@@ -69,7 +69,8 @@ class Renderer:
         metal renders at the ambient level only: a white texel came out at 140 where white paint gives 243. Files
         that leave it out (trimesh's exports, OBJ/MTL, most scans) mean no metal, so None counts as 0 here, and
         explicit metals are capped at MAX_METALLIC. A SimpleMaterial (OBJ/MTL, or made in code) uses its image
-        alone as the base colour: trimesh fills a missing Kd with 0.4 grey, which would multiply every texel.
+        alone as the base colour (trimesh fills a missing Kd with 0.4 grey, which would multiply every texel);
+        without an image, its Kd is the colour.
         """
         pr = self.pyrender
         if isinstance(material, trimesh.visual.material.PBRMaterial):
@@ -85,8 +86,14 @@ class Renderer:
                 emissiveFactor=material.emissiveFactor, doubleSided=bool(material.doubleSided),
                 alphaMode=_alpha_mode(material.alphaMode, factor, image), alphaCutoff=material.alphaCutoff)
         image = getattr(material, "image", None)
-        return pr.MetallicRoughnessMaterial(baseColorFactor=np.ones(4), baseColorTexture=image, metallicFactor=0.0,
-                                            roughnessFactor=ROUGHNESS, alphaMode=_alpha_mode(None, None, image))
+        diffuse = getattr(material, "diffuse", None)
+        if image is None and diffuse is not None:   # an MTL colour without a map: Kd is the colour, as sRGB
+            factor = np.asarray(diffuse, dtype=np.float64) / 255.0
+            factor[:3] = _srgb_to_linear(factor[:3])
+        else:
+            factor = np.ones(4)
+        return pr.MetallicRoughnessMaterial(baseColorFactor=factor, baseColorTexture=image, metallicFactor=0.0,
+                                            roughnessFactor=ROUGHNESS, alphaMode=_alpha_mode(None, factor, image))
 
     def _merged_colour_mesh(self, parts):
         """One pyrender mesh in world coordinates for all parts without textures.

@@ -47,3 +47,16 @@ def test_texel_and_paint_of_the_same_colour_render_alike(renderer, tmp_path, val
     assert abs(simple - paint) < 4 and abs(pbr - paint) < 4, (paint, simple, pbr)
     if value == 128:
         assert abs(paint - 128) < 40   # a mid grey stays mid grey when lit, not washed out towards white
+
+
+def test_obj_with_an_mtl_colour_and_no_texture_keeps_its_colour(renderer, tmp_path):
+    """An MTL with Kd and no map_Kd loads as a texture material without an image: Kd must still colour it."""
+    box = trimesh.creation.box((1.0, 1.0, 1.0))
+    (tmp_path / "red.mtl").write_text("newmtl red\nKd 0.8 0.1 0.1\n")
+    lines = ["mtllib red.mtl", "usemtl red"] + [f"v {x} {y} {z}" for x, y, z in box.vertices] + \
+            ["vt 0 0"] + [f"f {a + 1}/1 {b + 1}/1 {c + 1}/1" for a, b, c in box.faces]
+    (tmp_path / "red.obj").write_text("\n".join(lines) + "\n")
+    parts = load_mesh_file(tmp_path / "red.obj")
+    image = renderer.render_views(parts, VIEWS[:1])[0]
+    r, g, b = image[..., :3][image[..., 3] > 0].mean(0)
+    assert r > 150 and g < 80 and b < 80, (r, g, b)
