@@ -104,17 +104,17 @@ class Renderer:
         positions, normals, colours, indices, offset = [], [], [], [], 0
         for part in parts:
             mesh = part.mesh
-            world = trimesh.transform_points(mesh.vertices, part.pose)
+            world = _transform(np.asarray(mesh.vertices), part.pose)
             faces = np.asarray(mesh.faces)
             if mesh.visual.kind == "vertex":
                 normals.append(_smooth_normals(world, faces))
-                colours.append(mesh.visual.vertex_colors)
+                colours.append(np.asarray(mesh.visual.vertex_colors))
             else:
                 world, faces = world[faces].reshape(-1, 3), np.arange(3 * len(faces)).reshape(-1, 3)
                 corners = world.reshape(-1, 3, 3)
                 flat = _cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
                 normals.append(np.repeat(flat, 3, axis=0))
-                face_colours = (mesh.visual.face_colors if mesh.visual.kind == "face"
+                face_colours = (np.asarray(mesh.visual.face_colors) if mesh.visual.kind == "face"
                                 else np.tile(UNCOLOURED, (len(corners), 1)))
                 colours.append(np.repeat(face_colours, 3, axis=0))
             positions.append(world)
@@ -170,6 +170,12 @@ def _alpha_mode(mode, factor, image):
     translucent = (factor is not None and factor[3] < 1.0) or (
         image is not None and getattr(image, "mode", "") in ("RGBA", "LA") and image.getextrema()[-1][0] < 255)
     return "BLEND" if translucent else "OPAQUE"
+
+
+def _transform(points, pose):
+    """(n, 3) points moved by a 4x4 pose; plain numpy (trimesh's tracked arrays cost per operation)."""
+    pose = np.asarray(pose, dtype=np.float64)
+    return points @ pose[:3, :3].T + pose[:3, 3]
 
 
 def _cross(a, b):

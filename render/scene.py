@@ -73,9 +73,10 @@ def normalise(parts):
         raise ValueError("no triangles")
     corners = []
     for part in parts:
-        if not np.isfinite(part.mesh.vertices).all() or not np.isfinite(part.pose).all():
+        vertices = np.asarray(part.mesh.vertices)   # plain numpy: trimesh's tracked arrays cost per operation
+        if not np.isfinite(vertices).all() or not np.isfinite(part.pose).all():
             raise ValueError("non-finite vertex coordinates (NaN or inf)")
-        world = trimesh.transform_points(part.mesh.vertices, part.pose)
+        world = vertices @ np.asarray(part.pose, dtype=np.float64)[:3, :3].T + np.asarray(part.pose)[:3, 3]
         corners += [world.min(0, keepdims=True), world.max(0, keepdims=True)]
     corners = np.concatenate(corners)
     low, high = corners.min(0), corners.max(0)
