@@ -6,6 +6,7 @@ import sys
 import click
 
 from render.backend import BACKENDS   # a light module: no pyrender or OpenGL import
+from render.pairs import RenderSettings   # the render defaults, declared once (imports numpy, not torch/pyrender)
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True, "max_content_width": 110}
 PRESET_NAMES = ("tiny", "demo", "small", "seed")   # model/presets.py's PRESETS (importing it would import torch)
@@ -57,18 +58,22 @@ def _render_options(command):
     options = [
         click.option("--out", required=True, type=click.Path(file_okay=False),
                      help="Output folder for shards (new, or one this command wrote before: reruns resume)."),
-        click.option("--size", default=256, help="Image side in pixels."),
-        click.option("--pairs-per-object", default=4, help="View pairs rendered per object."),
-        click.option("--delta-azimuth", default=60.0,
+        click.option("--size", default=RenderSettings.size,
+                     help="Image side in pixels (twice the model's size: training scales down)."),
+        click.option("--pairs-per-object", default=RenderSettings.pairs_per_object, help="View pairs rendered per object."),
+        click.option("--delta-azimuth", default=RenderSettings.delta_azimuth_deg,
                      help="Target azimuth minus source azimuth, degrees (positive: object turns clockwise seen "
                           "from above)."),
-        click.option("--elevation-range", default="-10,40", help="LOW,HIGH source/target elevation in degrees."),
+        click.option("--elevation-range", default=",".join(f"{v:g}" for v in RenderSettings.elevation_range),
+                     help="LOW,HIGH source/target elevation in degrees."),
         click.option("--workers", type=int, default=None, help="Render processes [default: CPU cores]."),
-        click.option("--seed", default=0, help="Seed of the views (and of the procedural objects)."),
-        click.option("--shard-size", default=1000, help="Samples per shard (an object never spans two shards)."),
-        click.option("--backend", default="auto", type=click.Choice(BACKENDS),
+        click.option("--seed", default=RenderSettings.seed, help="Seed of the views (and of the procedural objects)."),
+        click.option("--shard-size", default=RenderSettings.shard_size,
+                     help="Samples per shard (an object never spans two shards)."),
+        click.option("--backend", default=RenderSettings.backend, type=click.Choice(BACKENDS),
                      help="OpenGL platform (auto: egl on NVIDIA, else osmesa)."),
-        click.option("--timeout-s", default=300.0, help="Abandon an object still rendering after this long."),
+        click.option("--timeout-s", default=RenderSettings.timeout_s,
+                     help="Abandon an object still rendering after this long."),
         click.option("--rank", type=int, default=None,
                      help="This process's share [default: $SLURM_PROCID, $RANK or 0]."),
         click.option("--world-size", type=int, default=None,
@@ -135,8 +140,10 @@ def shards_info_command(**options):
 @click.argument("directory", type=click.Path())
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG file to write.")
 @click.option("--count", default=16, help="Number of pairs to show.")
+@click.option("--shuffle", is_flag=True, help="Draw the pairs at random from the whole set, not the first ones.")
+@click.option("--seed", default=0, help="Seed of the --shuffle draw.")
 def shards_preview_command(**options):
-    """Draw source|target pairs of a shard folder in a grid PNG."""
+    """Draw labelled source|target pairs of a shard folder in a grid PNG (128 px per image)."""
     from render.inspect_shards import shards_preview
     run(shards_preview, **options)
 

@@ -27,8 +27,12 @@ class _ContextByAddress:
     @staticmethod
     def getContext():
         import OpenGL.contextdata
-        context = OpenGL.contextdata.getContext()
-        return context if isinstance(context, int) else ctypes.cast(context, ctypes.c_void_p).value
+        return _address(OpenGL.contextdata.getContext())
+
+
+def _address(context):
+    """A GL context as a stable integer (EGL gives one already; OSMesa a fresh ctypes pointer per call)."""
+    return context if isinstance(context, int) else ctypes.cast(context, ctypes.c_void_p).value
 
 
 def import_pyrender(backend):
@@ -41,6 +45,14 @@ def import_pyrender(backend):
     # We parallelise with processes; llvmpipe's own raster threads only add synchronisation at these sizes
     # (measured ~2x faster per process with 0). Ignored by GPU drivers.
     os.environ.setdefault("LP_NUM_THREADS", "0")
+    import OpenGL.contextdata
+    # PyOpenGL itself keeps the arrays handed to glVertexAttribPointer & co. in a dict keyed by the current
+    # context: under OSMesa a new ctypes object per call, so a new entry per call, never freed (slower and
+    # slower: ~0.15 ms a call, a tenth of an object's cost). Keyed by address, each entry is simply replaced.
+    if not getattr(OpenGL.contextdata, "_keyed_by_address", False):
+        by_object = OpenGL.contextdata.getContext
+        OpenGL.contextdata.getContext = lambda context=None: _address(by_object(context))
+        OpenGL.contextdata._keyed_by_address = True
     import pyrender
     import pyrender.font
     import pyrender.shader_program

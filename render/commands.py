@@ -10,7 +10,9 @@ from render.shards import sanitise_uid
 
 
 def parse_elevation_range(text):
-    """'-10,40' -> (-10.0, 40.0)."""
+    """'-10,40' (or a (low, high) pair) -> (-10.0, 40.0)."""
+    if isinstance(text, (tuple, list)):
+        text = ",".join(map(str, text))
     try:
         low, high = (float(v) for v in str(text).split(","))
     except ValueError:
@@ -18,20 +20,21 @@ def parse_elevation_range(text):
     return low, high
 
 
-def make_settings(size, pairs_per_object, delta_azimuth, elevation_range, seed, backend):
-    """RenderSettings from the common command-line options."""
-    return RenderSettings(size=size, pairs_per_object=pairs_per_object, delta_azimuth_deg=float(delta_azimuth),
-                          elevation_range=parse_elevation_range(elevation_range), seed=seed, backend=backend)
+def make_settings(delta_azimuth=RenderSettings.delta_azimuth_deg, elevation_range=RenderSettings.elevation_range,
+                  **options):
+    """RenderSettings from the common command-line options (size, seed, backend, ... by their field names)."""
+    return RenderSettings(delta_azimuth_deg=float(delta_azimuth),
+                          elevation_range=parse_elevation_range(elevation_range), **options)
 
 
-def render_procedural(count, out, size=256, pairs_per_object=4, delta_azimuth=60.0, elevation_range="-10,40",
-                      seed=0, backend="auto", **job):
-    """Render `count` built-in objects made from `seed` into shards in `out`."""
+def render_procedural(count, out, workers=None, rank=None, world_size=None, **options):
+    """Render `count` built-in objects made from `seed` into shards in `out` (options: see RenderSettings)."""
     if count < 1:
         raise ValueError(f"--count must be at least 1, got {count}")
-    settings = make_settings(size, pairs_per_object, delta_azimuth, elevation_range, seed, backend)
-    specs = [ObjectSpec(procedural_uid(seed, i), "procedural", make_object, (seed, i)) for i in range(count)]
-    return run_render_job(specs, out, settings, "procedural", **job)
+    settings = make_settings(**options)
+    specs = [ObjectSpec(procedural_uid(settings.seed, i), "procedural", make_object, (settings.seed, i))
+             for i in range(count)]
+    return run_render_job(specs, out, settings, "procedural", workers, rank, world_size)
 
 
 def find_mesh_files(paths):
@@ -57,10 +60,9 @@ def find_mesh_files(paths):
     return uids
 
 
-def render_meshes(paths, out, size=256, pairs_per_object=4, delta_azimuth=60.0, elevation_range="-10,40",
-                  seed=0, backend="auto", **job):
+def render_meshes(paths, out, workers=None, rank=None, world_size=None, **options):
     """Render mesh files (GLB/GLTF/OBJ/PLY/STL), given directly or found in folders, into shards in `out`."""
-    settings = make_settings(size, pairs_per_object, delta_azimuth, elevation_range, seed, backend)
+    settings = make_settings(**options)
     specs = [ObjectSpec(uid, "meshes", load_mesh_file, (str(path),), path=str(path))
              for uid, path in find_mesh_files(paths)]
-    return run_render_job(specs, out, settings, "meshes", **job)
+    return run_render_job(specs, out, settings, "meshes", workers, rank, world_size)

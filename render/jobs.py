@@ -7,7 +7,7 @@ import time
 from tqdm import tqdm
 
 from render.backend import resolve_backend
-from render.shards import ShardSink
+from render.shards import ShardSink, failed_note
 from render.workers import WorkerPool
 
 
@@ -28,8 +28,7 @@ def rank_of(uid, world_size):
     return int.from_bytes(hashlib.sha256(uid.encode()).digest()[:8], "little") % world_size
 
 
-def run_render_job(specs, out, settings, source, workers=None, rank=None, world_size=None, shard_size=1000,
-                   timeout_s=300.0):
+def run_render_job(specs, out, settings, source, workers=None, rank=None, world_size=None):
     """Render this rank's share of `specs` into shards in `out`, skipping finished objects; return a summary dict."""
     resolve_backend(settings.backend)   # reject an unknown backend before starting anything
     rank, world_size = resolve_rank(rank, world_size)
@@ -45,14 +44,14 @@ def run_render_job(specs, out, settings, source, workers=None, rank=None, world_
         unique.setdefault(spec.uid, spec)
     mine = [s for s in unique.values() if rank_of(s.uid, world_size) == rank]
     started, first_result = time.time(), None
-    with ShardSink(out, rank, shard_size, settings.job_record(source)) as sink:
+    with ShardSink(out, rank, settings.shard_size, settings.job_record(source)) as sink:
         todo = [s for s in mine if s.uid not in sink.finished]
         skipped = len(mine) - len(todo)
         if todo:
             workers = workers or os.cpu_count() or 1
             with WorkerPool(min(workers, len(todo)), settings) as pool, \
                     tqdm(total=len(todo), desc=f"render {source}", unit="obj", file=sys.stderr) as bar:
-                for uid, result in pool.run(todo, timeout_s):
+                for uid, result in pool.run(todo, settings.timeout_s):
                     first_result = first_result or time.time()
                     if isinstance(result, list):
                         sink.add(uid, result)
@@ -66,6 +65,6 @@ def run_render_job(specs, out, settings, source, workers=None, rank=None, world_
                "pairs_per_s": round(sink.samples_written / max(seconds, 1e-9), 2), "rank": rank,
                "world_size": world_size, "out": str(out)}
     print(f"rendered {summary['objects']} objects ({summary['samples']} pairs, {summary['shards']} shards) in "
-          f"{seconds:.1f} s = {summary['pairs_per_s']:.1f} pairs/s; {summary['failed']} failed "
-          f"(see failures.jsonl), {skipped} already done; rank {rank}/{world_size} -> {out}")
+          f"{seconds:.1f} s = {summary['pairs_per_s']:.1f} pairs/s; {failed_note(summary['failed'], out)}, {skipped} already done; "
+          f"rank {rank}/{world_size} -> {out}")
     return summary

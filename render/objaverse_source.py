@@ -171,13 +171,12 @@ def _annotations(objaverse, uids):
 
 
 def render_objaverse(out, limit=None, lvis_category=None, uids_file=None, cache_dir=None, annotations=True,
-                     base_url=None, size=256, pairs_per_object=4, delta_azimuth=60.0, elevation_range="-10,40",
-                     seed=0, backend="auto", **job):
+                     base_url=None, workers=None, rank=None, world_size=None, **options):
     """Render Objaverse objects (downloaded into `cache_dir` through the objaverse package) into shards in `out`."""
-    settings = make_settings(size, pairs_per_object, delta_azimuth, elevation_range, seed, backend)
+    settings = make_settings(**options)
     objaverse = use_objaverse(cache_dir, base_url)
     uids = select_uids(objaverse, lvis_category, uids_file, limit)
     meta = _annotations(objaverse, uids) if annotations else {}
     loader = ObjaverseLoader(str(cache_dir) if cache_dir else None, base_url)
     specs = [ObjectSpec(uid, "objaverse", loader, (uid,), meta=meta.get(uid, {})) for uid in uids]
-    return run_render_job(specs, out, settings, "objaverse", **job)
+    return run_render_job(specs, out, settings, "objaverse", workers, rank, world_size)

@@ -15,7 +15,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from render.pairs import PNG_COMPRESS_LEVEL
-from render.shards import Failure, ShardSink, sample_key
+from render.shards import Failure, ShardSink, failed_note, sample_key
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 WHITE = (255, 255, 255)
@@ -129,8 +129,8 @@ def run_repack(tasks, out, size, job, workers=None, shard_size=1000, label="repa
                "failed": sink.objects_failed, "skipped": len(tasks) - len(todo), "images": images,
                "seconds": round(seconds, 2), "images_per_s": round(images / max(seconds, 1e-9), 1), "out": str(out)}
     print(f"{label}: {summary['objects']} objects ({summary['samples']} pairs, {summary['shards']} shards) from "
-          f"{images} images in {seconds:.1f} s = {summary['images_per_s']:.1f} images/s; {summary['failed']} failed "
-          f"(see failures.jsonl), {summary['skipped']} already done" + "".join(f"; {n}" for n in notes) + f" -> {out}")
+          f"{images} images in {seconds:.1f} s = {summary['images_per_s']:.1f} images/s; "
+          f"{failed_note(summary['failed'], out)}, {summary['skipped']} already done" + "".join(f"; {n}" for n in notes) + f" -> {out}")
     return summary
 
 

@@ -1,4 +1,7 @@
 """Load any mesh file as a list of posed parts (keeping node transforms, materials, textures), unit-cube normalised."""
+import os
+import string
+import struct
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,10 +20,40 @@ class Part:
 
 def load_mesh_file(path):
     """Read a GLB/GLTF/OBJ/PLY/STL file into normalised parts; raise ValueError when it holds no usable triangles."""
+    problem = file_problem(path)
+    if problem:
+        raise ValueError(problem)
     # process=False: keep the file as it is (no vertex merging, which is slow on big meshes and drops NaN
     # vertices silently); broken coordinates are then reported by normalise().
     scene = trimesh.load(str(path), force="scene", process=False)
     return normalise(scene_parts(scene))
+
+
+def file_problem(path):
+    """What is plainly wrong with a mesh file before any parser sees it (empty, not a GLB, cut short), or None."""
+    size = os.path.getsize(path)
+    if size == 0:
+        return "empty file"
+    with open(path, "rb") as f:
+        head = f.read(16)
+    suffix = os.path.splitext(str(path))[1].lower()
+    if suffix == ".glb":
+        if head[:4] != b"glTF":
+            return f"not a GLB: starts with {_show(head)}"
+        version, length = struct.unpack("<II", head[4:12]) if len(head) >= 12 else (0, 0)
+        if version != 2 or length != size:
+            return f"broken GLB: version {version}, header says {length} bytes, file has {size}"
+    elif head.lstrip().lower().startswith((b"<!doctype", b"<html")):
+        return f"not a {suffix[1:].upper()} file: starts with {_show(head)} (an HTML page?)"
+    return None
+
+
+def _show(head):
+    """The first bytes of a file as a reader would quote them: `text` when printable, else a bytes literal."""
+    text = head[:9].decode("latin-1")
+    if all(c in string.printable and c not in "\r\n\t\x0b\x0c" for c in text):
+        return f"`{text}`"
+    return repr(head[:8])
 
 
 def scene_parts(scene):
@@ -40,9 +73,10 @@ def normalise(parts):
         raise ValueError("no triangles")
     corners = []
     for part in parts:
-        if not np.isfinite(part.mesh.vertices).all() or not np.isfinite(part.pose).all():
+        vertices = np.asarray(part.mesh.vertices)   # plain numpy: trimesh's tracked arrays cost per operation
+        if not np.isfinite(vertices).all() or not np.isfinite(part.pose).all():
             raise ValueError("non-finite vertex coordinates (NaN or inf)")
-        world = trimesh.transform_points(part.mesh.vertices, part.pose)
+        world = vertices @ np.asarray(part.pose, dtype=np.float64)[:3, :3].T + np.asarray(part.pose)[:3, 3]
         corners += [world.min(0, keepdims=True), world.max(0, keepdims=True)]
     corners = np.concatenate(corners)
     low, high = corners.min(0), corners.max(0)

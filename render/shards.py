@@ -2,6 +2,8 @@
 import json
 import os
 import re
+import struct
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +12,7 @@ SHARD_RE = re.compile(r"shard-r(\d{3})-(\d{6})\.tar$")
 PROGRESS_RE = re.compile(r"progress-r(\d{3})\.jsonl$")
 FAILURES = "failures.jsonl"
 JOB = "job.json"
+SAMPLE_SETTINGS = ("source", "size", "delta_azimuth_deg", "seed", "fov_deg")   # in job.json and every sample json
 OWN_FILE_RE = re.compile(r"(shard-r\d{3}-\d{6}\.tar(\.tmp)?|progress-r\d{3}\.jsonl|failures\.jsonl|job\.json)$")
 
 
@@ -18,6 +21,11 @@ class Failure:
     """Why an object produced no samples."""
     reason: str
     path: str | None = None
+
+
+def failed_note(count, out_dir):
+    """'0 failed', or '2 failed (see OUT/failures.jsonl)': point at the file only when it has something."""
+    return f"{count} failed" + (f" (see {Path(out_dir) / FAILURES})" if count else "")
 
 
 def shard_name(rank, index):
@@ -112,15 +120,24 @@ class ShardSink:
         if job is None:
             return
         path = self.out_dir / JOB
+        previous = None
         if path.exists():
             try:
                 previous = json.loads(path.read_text())
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, UnicodeDecodeError):
                 previous = None
-            if previous is not None and previous != job:
-                changed = sorted(k for k in set(job) | set(previous) if job.get(k) != previous.get(k))
-                raise ValueError(f"{self.out_dir} was written with other settings ({', '.join(changed)} differ): "
-                                 f"use the same options or another --out folder")
+        if isinstance(previous, dict) and previous != job:
+            changed = sorted(k for k in set(job) | set(previous) if job.get(k) != previous.get(k))
+            raise ValueError(f"{self.out_dir} was written with other settings ({', '.join(changed)} differ): "
+                             f"use the same options or another --out folder")
+        if not isinstance(previous, dict):   # job.json lost or torn: the shards themselves say how they were made
+            for shard in sorted(self.out_dir.glob("shard-r*.tar")):
+                found = first_sample_settings(shard)
+                changed = sorted(k for k in found if job.get(k, found[k]) != found[k])
+                if changed:
+                    raise ValueError(f"{shard} was written with other settings ({', '.join(changed)} differ: "
+                                     + ", ".join(f"{k} {found[k]} there, {job[k]} now" for k in changed)
+                                     + "): use the same options or another --out folder")
         tmp = path.with_name(f".{JOB}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(job, indent=1, sort_keys=True))
         os.replace(tmp, path)
@@ -170,6 +187,28 @@ class ShardSink:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def first_sample_settings(shard):
+    """SAMPLE_SETTINGS of a shard's first sample, with `size` from its PNG header; {} if the shard is unreadable."""
+    try:
+        with tarfile.open(shard) as tar:
+            found, width = {}, None
+            for member in tar:
+                name = member.name.rsplit("/", 1)[-1]
+                if name.endswith(".json") and not found:
+                    meta = json.loads(tar.extractfile(member).read())
+                    found = {k: meta[k] for k in SAMPLE_SETTINGS if k in meta}
+                elif name.endswith(".png") and width is None:
+                    header = tar.extractfile(member).read(24)
+                    width = struct.unpack(">I", header[16:20])[0] if header[:8] == b"\x89PNG\r\n\x1a\n" else None
+                if found and width is not None:
+                    break
+    except (OSError, tarfile.TarError, ValueError, TypeError, UnicodeDecodeError):
+        return {}
+    if width is not None:
+        found["size"] = width
+    return found
 
 
 def write_objects(out_dir, objects, rank=0, shard_size=1000, job=None, on_object=None):

@@ -82,6 +82,12 @@ def test_bad_files_are_recorded_and_the_good_one_rendered(tmp_path):
     assert set(failures) == {"zero_glb", "random_glb", "truncated_glb", "page_glb", "nan_obj"}
     assert all(row["reason"] and row["path"].startswith(str(tmp_path)) for row in failures.values())
     assert "non-finite" in failures["nan_obj"]["reason"]
+    # Reasons say what is wrong with the file, not which parser step tripped over it.
+    assert failures["zero_glb"]["reason"] == "unreadable: empty file"
+    assert failures["page_glb"]["reason"] == "unreadable: not a GLB: starts with `<!DOCTYPE`"
+    assert failures["random_glb"]["reason"].startswith("unreadable: not a GLB: starts with b'")
+    assert failures["truncated_glb"]["reason"].startswith("unreadable: broken GLB: version 2, header says")
+    assert not any("Error" in row["reason"] for row in failures.values())
     samples = list(read_shards(tmp_path / "out").values())
     assert sorted(s["__key__"] for s in samples) == ["good_glb_00", "good_glb_01"]
     meta = json.loads(samples[0]["json"])

@@ -1,6 +1,7 @@
 """Shard writer: webdataset round trip, resume bookkeeping, foreign folders, settings mismatch, info and preview."""
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -89,3 +90,87 @@ def test_info_and_preview(tmp_path, capsys):
     assert grid.size[0] > 2 * 128 and grid.size[1] > 128
     with pytest.raises(FileNotFoundError):
         shards_info(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("damage", ["missing", "corrupt"])
+def test_other_size_is_refused_from_the_shards_when_job_json_is_lost(tmp_path, damage):
+    job = {"source": "procedural", "size": 8, "seed": 0}
+    write_objects(tmp_path, iter([("a", _samples("a", 2, size=8))]), job=job)
+    if damage == "missing":
+        (tmp_path / "job.json").unlink()
+    else:
+        (tmp_path / "job.json").write_text('{"source": "proced')
+    with pytest.raises(ValueError, match="size 8 there, 16 now"):
+        ShardSink(tmp_path, job=dict(job, size=16))
+    ShardSink(tmp_path, job=job).close()   # the same settings may still add to it
+    assert json.loads((tmp_path / "job.json").read_text()) == job
+
+
+def _damaged_folder(folder):
+    """Good shards next to a non-tar .tar, a truncated shard, a sample with bad JSON and one with a corrupt PNG."""
+    write_objects(folder, iter([(f"o{i}", _samples(f"o{i}", 2)) for i in range(4)]), shard_size=2)
+    shards = sorted(folder.glob("*.tar"))
+    whole = shards[1].read_bytes()
+    shards[1].write_bytes(whole[: len(whole) // 2 + 100])           # truncated mid-member
+    (folder / "shard-r000-000009.tar").write_text("<!DOCTYPE html>")  # not a tar at all
+    bad = _samples("bad", 2)
+    bad[0]["json"] = b"{not json"
+    bad[1]["src.png"] = bad[1]["src.png"][:40]                        # PNG cut short
+    write_objects(folder, iter([("bad", bad)]))
+
+
+def test_info_and_preview_skip_and_report_damage(tmp_path, capsys):
+    _damaged_folder(tmp_path)
+    info = shards_info(tmp_path)
+    text = capsys.readouterr().out
+    assert "skipped" in text and "shard-r000-000009.tar: unreadable" in text and "bad_00: bad json" in text
+    assert "shard-r000-000001.tar: unreadable shard (truncated" in text
+    assert (info["objects"], info["samples"]) == (5, 8)   # o0, o2, o3 whole, o1 up to the cut, bad_01
+    shards_preview(tmp_path, tmp_path.parent / "grid.png", count=16)
+    text = capsys.readouterr().out
+    assert "corrupt PNG" in text and "unreadable shard" in text
+
+
+def test_cli_info_and_preview_on_damage_and_on_no_shards_are_one_line(tmp_path):
+    import cli
+    from click.testing import CliRunner
+    _damaged_folder(tmp_path / "d")
+    (tmp_path / "empty").mkdir()
+    runner = CliRunner()
+    for args in (["shards", "info", str(tmp_path / "d")],
+                 ["shards", "preview", str(tmp_path / "d"), "--out", str(tmp_path / "g.png")]):
+        result = runner.invoke(cli.cli, args)
+        assert result.exit_code == 0 and "Traceback" not in result.output and "skipped" in result.output, result.output
+    for command in ("info", "preview"):
+        args = ["shards", command, str(tmp_path / "empty")] + (["--out", str(tmp_path / "e.png")] * (command == "preview"))
+        result = runner.invoke(cli.cli, args)
+        assert result.exit_code == 1 and result.output.strip() == f"Error: no shards (*.tar) in {tmp_path / 'empty'}"
+
+
+def test_info_prints_sizes_with_units(tmp_path, capsys):
+    objects = [(f"o{i}", _samples(f"o{i}", 2)) for i in range(2)]
+    for _, samples in objects:
+        for s in samples:
+            s["json"] = json.dumps(dict(json.loads(s["json"]), size=256)).encode()
+    write_objects(tmp_path, iter(objects))
+    shards_info(tmp_path)
+    assert "image sizes: 256 px (4 samples)" in capsys.readouterr().out
+
+
+def test_preview_is_labelled_big_and_shuffles_across_the_set(tmp_path, capsys):
+    write_objects(tmp_path / "s", iter([(f"o{i:02d}", _samples(f"o{i:02d}", 2)) for i in range(20)]), shard_size=4)
+    shards_preview(tmp_path / "s", tmp_path / "first.png", count=4, columns=2)
+    grid = np.asarray(Image.open(tmp_path / "first.png"))
+    assert grid.shape[1] >= 2 * 2 * 128 and grid.shape[0] >= 2 * 128
+    assert "source | target" in capsys.readouterr().out
+    def drawn(seed):
+        shards_preview(tmp_path / "s", tmp_path / f"shuffled{seed}.png", count=4, shuffle=True, seed=seed)
+        return (tmp_path / f"shuffled{seed}.png").read_bytes()
+    assert drawn(1) == drawn(1) and drawn(1) != drawn(2) != (tmp_path / "first.png").read_bytes()
+    keys = {k for seed in range(5) for k in _preview_keys(tmp_path / "s", seed)}
+    assert max(int(k[1:3]) for k in keys) >= 10   # drawn across the whole set, not only the first objects
+
+
+def _preview_keys(folder, seed):
+    from render.inspect_shards import _choose
+    return sorted(_choose(sorted(folder.glob("*.tar")), 4, True, seed, []))
