@@ -25,12 +25,12 @@ def load_bench():
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory):
-    """RGBA views of 6 real procedural renders (96 px)."""
+    """RGBA views of 12 real procedural renders (96 px)."""
     from render.commands import render_procedural
     out = tmp_path_factory.mktemp("proc")
-    render_procedural(6, str(out), size=96, pairs_per_object=1, seed=11, workers=1)
+    render_procedural(12, str(out), size=96, pairs_per_object=1, seed=11, workers=1)
     views = [np.asarray(Image.open(io.BytesIO(_image_field(s, "src"))).convert("RGBA"))
-             for s, _ in itertools.islice(_raw_samples(resolve_shards(str(out)), "all", 0.0), 6)]
+             for s, _ in itertools.islice(_raw_samples(resolve_shards(str(out)), "all", 0.0), 12)]
     return out, views
 
 
@@ -47,9 +47,11 @@ def test_separation_finds_rendered_objects_on_photo_backgrounds(rendered):
         for kind in bench.KINDS:
             photo, truth = bench.synthetic_photo(rgba, kind, rng)
             scores.append(mask_iou(separate(Image.fromarray(photo)), truth))
-    # bench/photo_prep.py on 40 photos: 0.89 mean; a floor well below it, far above what a wrong mask scores
-    assert np.mean(scores) > 0.8, scores
-    assert np.median(scores) > 0.85, scores
+    # bench/photo_prep.py on 40 photos of the object-like assemblies: 0.845 mean (thin legs and open shelves are the
+    # misses; the older primitive clusters scored 0.915). These 48 score 0.75 / median 0.79: a floor below that, far
+    # above what a wrong mask scores (0.1-0.3).
+    assert np.mean(scores) > 0.7, scores
+    assert np.median(scores) > 0.75, scores
 
 
 def test_prepared_photo_is_square_framed_on_white_and_warns_when_unreliable(rendered):
@@ -89,7 +91,7 @@ def test_alpha_and_mask_file_are_used_as_given(tmp_path):
 
 def test_measure_fill_of_renders_matches_the_constant(rendered):
     fill = measure_fill(str(rendered[0]))
-    assert fill["views"] == 12 and abs(fill["mean"] - TRAINING_FILL) < 0.1
+    assert fill["views"] == 24 and abs(fill["mean"] - TRAINING_FILL) < 0.1
 
 
 def test_border_mask_of_object_on_white():
