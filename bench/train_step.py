@@ -1,14 +1,16 @@
 """Training-step speed of the presets: samples/s, achieved TFLOP/s, the matmul peak measured now, and MFU.
 
-Two paths per preset and precision: `eager` (plain eager autocast with foreach AdamW, the step before
-compilation) and `default` (what `train` does now: the blocks compiled, fused AdamW). FLOPs are counted from the
-model's shapes (model/flops.py); the peak is timed in the same run with matmuls of the preset's own widths.
+Two paths per preset and precision: `eager` (the step as it was before the speed work: plain eager autocast, the
+fused CPU attention kernel, foreach AdamW) and `default` (what `train` does now: attention as matmuls on a CPU, the
+blocks compiled, fused AdamW). FLOPs are counted from the model's shapes (model/flops.py); the peak is timed in the
+same run with matmuls of the preset's own widths.
 
 Run: .venv/bin/python bench/train_step.py [--presets demo small] [--precisions fp32 bf16] [--json rows.json]
      .venv/bin/python bench/train_step.py --profile demo   # where one step's time goes, eager and default
 """
 
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -19,6 +21,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from model import dit  # noqa: E402
 from model.diffusion import GaussianDiffusion  # noqa: E402
 from model.dit import StreamDiT  # noqa: E402
 from model.flops import train_flops  # noqa: E402
@@ -78,6 +81,18 @@ def matmul_peak(cfg, batch: int, dtype: torch.dtype, device, seconds: float = 2.
     return best
 
 
+@contextlib.contextmanager
+def attention_of(path: str):
+    """The eager path's attention as it was: torch's fused kernel on every device (restored afterwards)."""
+    written_out = dit.attention
+    if path == "eager":
+        dit.attention = torch.nn.functional.scaled_dot_product_attention
+    try:
+        yield
+    finally:
+        dit.attention = written_out
+
+
 def make_step(preset: str, path: str, dtype: torch.dtype, device, batch: int):
     """A closure running one training step of `preset` on fixed random data, as `train` runs it on `path`."""
     torch.manual_seed(0)
@@ -96,7 +111,7 @@ def make_step(preset: str, path: str, dtype: torch.dtype, device, batch: int):
     samples = [0]
 
     def step():
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+        with attention_of(path), torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
             loss = diffusion.training_losses(net, x0, cond)["loss"].mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -6,7 +6,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from model.dit import StreamDiT
+from model.dit import StreamDiT, attention
 from model.flops import forward_flops, train_flops
 from model.presets import get_preset
 from train.loop import make_optimizer, use_compile
@@ -32,6 +32,19 @@ def test_demo_preset_flops_per_training_sample():
 def test_compile_is_automatic_for_every_preset_but_tiny():
     assert use_compile("auto", "demo") and use_compile("auto", "small") and not use_compile("auto", "tiny")
     assert use_compile(True, "tiny") and not use_compile(False, "demo")
+
+
+def test_written_out_attention_matches_the_fused_kernel():
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 64, 16, requires_grad=True) for _ in range(3))
+    for dtype, tol in ((torch.float32, 1e-5), (torch.bfloat16, 2e-2)):
+        ours = attention(*(x.to(dtype) for x in (q, k, v))).float()
+        fused = torch.nn.functional.scaled_dot_product_attention(*(x.to(dtype) for x in (q, k, v))).float()
+        assert (ours - fused).abs().max().item() < tol
+    grads = [torch.autograd.grad(fn(q, k, v).square().sum(), (q, k, v))
+             for fn in (attention, torch.nn.functional.scaled_dot_product_attention)]
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, atol=1e-4)
 
 
 def test_compiled_blocks_keep_outputs_gradients_and_state_dict_keys():
