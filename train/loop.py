@@ -269,7 +269,7 @@ def _train(d, data, out, resume, model_overrides, options, progress) -> dict:
     run = Trainer(d, config, out, resumable=stored is not None)
     start_step = run.step
     if d.main:
-        print(startup_line(config, run.net, d.device, run.dtype, out, d.world_size), file=sys.stderr)
+        print(startup_line(config, run.net, d.device, run.dtype, out, d.world_size, run.compiled), file=sys.stderr)
     if d.main and resume:
         print(f"resuming {out} at step {run.step}" if run.state else f"no checkpoint in {out} yet: starting at step 0",
               file=sys.stderr)

@@ -1,4 +1,5 @@
-"""The line a run prints when it starts: device, precision actually used, parameters, data split, output folder."""
+"""The line a run prints when it starts: device, precision and compilation actually used, parameters, data split,
+output folder."""
 import os
 import tarfile
 
@@ -43,7 +44,7 @@ def precision_text(dtype: torch.dtype, precision: str, device: torch.device) -> 
     return f"{name} (auto: this CPU {'has' if cpu_has_fast_bf16() else 'has no'} AMX / AVX512-BF16)"
 
 
-def startup_line(config: dict, net, device, dtype, out: str, world_size: int) -> str:
+def startup_line(config: dict, net, device, dtype, out: str, world_size: int, compiled: bool = False) -> str:
     """One line saying what the run is about to do."""
     t, data = config["train"], config["data"]
     params = sum(p.numel() for p in net.parameters())
@@ -56,5 +57,7 @@ def startup_line(config: dict, net, device, dtype, out: str, world_size: int) ->
     mixed = "" if config["model"].get("camera_dim") or len(data.get("turns_deg", [])) < 2 else \
         " (warning: a fixed-turn model learns one turn; these data mix several: --set camera_dim=4)"
     return (f"train: {t['preset']} preset, {params / 1e6:.2f}M parameters, on {where}, "
-            f"{precision_text(dtype, t['precision'], device)}; {split}, turn {turns} degrees{mixed}; "
+            f"{precision_text(dtype, t['precision'], device)}, "
+            f"{'blocks compiled (the first steps wait for it)' if compiled else 'eager'}; {split}, "
+            f"turn {turns} degrees{mixed}; "
             f"-> {os.path.abspath(out)}")
