@@ -8,8 +8,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 
-from model.diffusion import DiffusionConfig, GaussianDiffusion
-from model.dit import DiTConfig, StreamDiT
+from model.diffusion import GaussianDiffusion
+from model.dit import StreamDiT
+from model.presets import configs_from_dict
 from train.config import read_config, write_json_atomic
 from train.fetch import sha256_file, verify_folder
 from train.logs import training_summary
@@ -101,8 +102,8 @@ def check_config(config: dict, path: str) -> None:
 def build(config: dict, device="cpu"):
     """Network and diffusion described by a config dict ({"model": ..., "diffusion": ...})."""
     try:
-        net = StreamDiT(DiTConfig(**config["model"]))
-        diffusion = GaussianDiffusion(DiffusionConfig(**config["diffusion"]))
+        model_cfg, diffusion_cfg = configs_from_dict(config)
+        net, diffusion = StreamDiT(model_cfg), GaussianDiffusion(diffusion_cfg)
     except (KeyError, TypeError) as e:
         raise ValueError(f"config.json does not describe a model this version can build: {e}") from e
     return net.to(device), diffusion
