@@ -11,7 +11,7 @@ from test_sample_support import make_weights, run_cli, write_shards
 from train.evaluate import GRID_ROWS, evaluate
 from train.grid import CELL_PX, GAP, LABEL_PX
 from train.metrics import PSNR_CAP_DB, foreground_mask, mask_iou, psnr, ssim
-from train.sample import DEFAULT_SAMPLER
+from train.defaults import DEFAULT_SAMPLER
 
 WHITE = (255, 255, 255)
 

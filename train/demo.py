@@ -14,7 +14,8 @@ from datasets.images import to_pil
 from datasets.pairs import iter_pairs
 from train.evaluate import evaluate, format_table
 from train.fetch import PROJECT_ROOT, shipped_weights
-from train.sample import DEFAULT_STEPS, sample, save_image
+from train.defaults import DEFAULT_STEPS
+from train.sample import sample, save_image
 
 DEMO_SEED = 7                 # the procedural objects; fixed so every machine renders the same data
 RENDER_SIZE = 64              # rendered at twice the model's 32 px: resizing down anti-aliases the edges

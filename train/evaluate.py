@@ -19,8 +19,9 @@ from train.config import turn_deg
 from train.fetch import resolve_checkpoint
 from train.grid import grid_image
 from train.metrics import MASK_THRESHOLD, PSNR_CAP_DB, all_metrics, to_unit_hwc
-from train.sample import (DEFAULT_CFG, DEFAULT_SAMPLER, DEFAULT_STEPS, check_sampler_options, make_generator,
-                          pick_device, save_image)
+from train.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_CFG, DEFAULT_ETA, DEFAULT_MEAN_PAIRS, DEFAULT_SAMPLER,
+                            DEFAULT_SEED, DEFAULT_SPLIT, DEFAULT_STEPS)
+from train.sample import check_sampler_options, make_generator, pick_device, save_image
 from train.turntable import describe_turn
 
 METRICS = ("psnr", "ssim", "mask_iou")
@@ -40,8 +41,9 @@ def mean_target(data, image_size, background, val_fraction, max_pairs):
     raise ValueError(f"no pairs in {data}")
 
 
-def evaluate(checkpoint, data, out, split="val", steps=DEFAULT_STEPS, sampler=DEFAULT_SAMPLER, eta=0.0,
-             cfg_scale=DEFAULT_CFG, seed=0, limit=None, batch_size=16, device="auto", mean_pairs=2000, val_fraction=None,
+def evaluate(checkpoint, data, out, split=DEFAULT_SPLIT, steps=DEFAULT_STEPS, sampler=DEFAULT_SAMPLER, eta=DEFAULT_ETA,
+             cfg_scale=DEFAULT_CFG, seed=DEFAULT_SEED, limit=None, batch_size=DEFAULT_BATCH_SIZE, device="auto",
+             mean_pairs=DEFAULT_MEAN_PAIRS, val_fraction=None,
              cache_dir=None, weights="ema"):
     """Evaluate on the `split` pairs of `data`; write the JSON report, a per-pair CSV and a PNG grid; return the report."""
     check_sampler_options(steps, eta, cfg_scale, batch_size)

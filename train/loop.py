@@ -17,7 +17,8 @@ from datasets.pairs import iter_pairs, make_loader
 from model.precision import autocast, cpu_has_fast_bf16, fast_dtype
 from train import distributed
 from train.checkpoint import build, load_checkpoint, remove_stale_temporaries, save_checkpoint
-from train.config import DATA_DEFAULTS, TRAIN_DEFAULTS, parse_overrides, resolve, write_json_atomic
+from train.config import parse_overrides, resolve, write_json_atomic
+from train.defaults import DATA_DEFAULTS, TRAIN_DEFAULTS
 from train.ema import EMA
 from train.grid import save_grid
 from train.logs import RunLog, rss_mb, summarize
@@ -138,7 +139,7 @@ def train(data=None, out=None, *, resume=False, image_size=None, overrides=None,
           **options) -> dict:
     """Train a run in folder `out` on shards `data` (a spec or list of specs); returns a summary dict.
 
-    options: any key of train.config.TRAIN_DEFAULTS or DATA_DEFAULTS (preset, steps, batch_size, lr, max_minutes,
+    options: any key of train.defaults.TRAIN_DEFAULTS or DATA_DEFAULTS (preset, steps, batch_size, lr, max_minutes,
     precision, compile, workers, seed, background, val_fraction, ...); None or absent = the stored run's value on
     resume, else the default. image_size and overrides (["depth=4", ...]) change the preset's model/diffusion.
     device: auto (CUDA when available), cpu or cuda. progress: the progress bar (False: start-up and summary lines
