@@ -315,7 +315,7 @@ def evaluate(**kwargs):
               help="New weights folder: model.safetensors (EMA), config.json, training.json, SHA256SUMS.")
 def export(run_dir, out):
     """Write a run's EMA weights as a weights folder for `--checkpoint` (local, or published over http)."""
-    from train.checkpoint import export_weights
+    from train.weights import export_weights
     click.echo(run(export_weights, run_dir=run_dir, out_dir=out))
 
 

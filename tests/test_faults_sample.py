@@ -14,7 +14,7 @@ import cli
 from datasets import images
 from model.diffusion import DiffusionConfig, GaussianDiffusion
 from test_sample_support import make_weights, write_shards
-from train.checkpoint import load_for_inference
+from train.weights import load_for_inference
 from train.metrics import all_metrics, psnr
 from train.sample import make_generator, pick_device
 

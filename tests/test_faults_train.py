@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 import cli
 from test_datasets_shards import write_shards
-from train.checkpoint import export_weights
+from train.weights import export_weights
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICK = ["--preset", "tiny", "--workers", "0", "--val-fraction", "0", "--sample-every", "0", "--batch-size", "2"]

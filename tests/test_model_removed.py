@@ -5,7 +5,7 @@ import json
 import pytest
 
 from model.presets import REMOVED_IN, get_preset
-from train.checkpoint import build
+from train.weights import build
 
 
 def stored_tiny(**extra) -> dict:

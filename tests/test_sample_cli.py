@@ -4,7 +4,7 @@ import pytest
 from PIL import Image
 
 from test_sample_support import make_weights, run_cli
-from train import fetch
+from train.weights import resolve_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -78,12 +78,12 @@ def test_turntable_of_three_views(weights, tmp_path):
 
 
 def test_default_checkpoint_needs_shipped_weights(tmp_path, monkeypatch):
-    monkeypatch.setattr(fetch, "WEIGHTS_DIR", tmp_path / "weights")
+    monkeypatch.setattr("train.weights.WEIGHTS_DIR", tmp_path / "weights")
     with pytest.raises(FileNotFoundError, match="pass --checkpoint"):
-        fetch.resolve_checkpoint(None)
+        resolve_checkpoint(None)
     make_weights(tmp_path / "weights" / "other")
     make_weights(tmp_path / "weights" / "reference")
-    assert fetch.resolve_checkpoint(None) == tmp_path / "weights" / "reference"
+    assert resolve_checkpoint(None) == tmp_path / "weights" / "reference"
 
 
 def test_cli_defaults_are_the_ones_declared_in_train_defaults():

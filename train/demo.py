@@ -13,7 +13,7 @@ from pathlib import Path
 from datasets.images import to_pil
 from datasets.pairs import iter_pairs
 from train.evaluate import evaluate, format_table
-from train.fetch import PROJECT_ROOT, shipped_weights
+from train.weights import PROJECT_ROOT, shipped_weights
 from train.defaults import DEFAULT_STEPS
 from train.sample import sample, save_image
 

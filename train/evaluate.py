@@ -14,9 +14,8 @@ from tqdm import tqdm
 
 from datasets.images import background_rgb
 from datasets.pairs import iter_pairs
-from train.checkpoint import load_for_inference
 from train.config import turn_deg
-from train.fetch import resolve_checkpoint
+from train.weights import load_for_inference, resolve_checkpoint
 from train.grid import grid_image
 from train.metrics import MASK_THRESHOLD, PSNR_CAP_DB, all_metrics, to_unit_hwc
 from train.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_CFG, DEFAULT_ETA, DEFAULT_MEAN_PAIRS, DEFAULT_SAMPLER,

@@ -16,7 +16,7 @@ from tqdm import tqdm
 from datasets.pairs import iter_pairs, make_loader
 from model.precision import autocast, cpu_has_fast_bf16, fast_dtype
 from train import distributed
-from train.checkpoint import build, load_checkpoint, remove_stale_temporaries, save_checkpoint
+from train.checkpoint import load_checkpoint, remove_stale_temporaries, save_checkpoint
 from train.config import parse_overrides, resolve, write_json_atomic
 from train.defaults import DATA_DEFAULTS, TRAIN_DEFAULTS
 from train.ema import EMA
@@ -24,6 +24,7 @@ from train.grid import save_grid
 from train.logs import RunLog, rss_mb, summarize
 from train.runlock import RunLock
 from train.startup import startup_line
+from train.weights import build
 
 PREVIEW_PAIRS = 4  # rows of the periodic sample grids
 

@@ -13,11 +13,10 @@ from PIL import Image
 from datasets.images import load_image, to_pil, to_tensor
 from datasets.photos import prepare_photo
 from model.dit import camera_vector
-from train.checkpoint import load_for_inference
 from train.config import turn_deg
 from train.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_CFG, DEFAULT_ETA, DEFAULT_SAMPLER, DEFAULT_SEED,
                             DEFAULT_STEPS, DISPLAY_SIZE)
-from train.fetch import resolve_checkpoint
+from train.weights import load_for_inference, resolve_checkpoint
 from train.turntable import describe_turn, describe_turntable, display_frames, strip_image, turntable_views
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}

@@ -16,9 +16,8 @@ from PIL import Image
 
 from datasets.images import MAX_INPUT_PIXELS, to_pil
 from model.dit import camera_vector
-from train.checkpoint import load_for_inference
 from train.config import turn_deg
-from train.fetch import PROJECT_ROOT, resolve_checkpoint
+from train.weights import PROJECT_ROOT, load_for_inference, resolve_checkpoint
 from train.defaults import (DEFAULT_CFG, DEFAULT_ETA, DEFAULT_HOST, DEFAULT_MAX_JOBS, DEFAULT_PORT, DEFAULT_SAMPLER,
                             DEFAULT_STEPS, DISPLAY_SIZE)
 from train.sample import IMAGE_EXTENSIONS, make_generator, pick_device, prepare_inputs, save_output, write_turntable
