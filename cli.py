@@ -6,7 +6,7 @@ import sys
 import click
 
 from render.backend import BACKENDS   # a light module: no pyrender or OpenGL import
-from render.pairs import RenderSettings   # the render defaults, declared once (imports numpy, not torch/pyrender)
+from render.views import RenderSettings   # the render defaults, declared once (imports numpy, not torch/pyrender)
 from train import defaults as D             # every other default, declared once (imports nothing)
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True, "max_content_width": 110}
@@ -180,7 +180,7 @@ def repack_group():
 @_repack_options
 def repack_mvc_command(**options):
     """Pair each item's condition and target view from <styleId>-<view>-4x.jpg files under ROOT (recursive)."""
-    from render.mvc import repack_mvc
+    from render.repack_mvc import repack_mvc
     run(repack_mvc, **options)
 
 
@@ -190,7 +190,7 @@ def repack_mvc_command(**options):
 @_repack_options
 def repack_ring_command(**options):
     """Write every consecutive pair (last to first too) of each folder of views (000.png, 001.png, ...) under ROOT."""
-    from render.ring import repack_ring
+    from render.repack_ring import repack_ring
     run(repack_ring, **options)
 
 

@@ -18,7 +18,7 @@ import torch  # noqa: E402
 import webdataset as wds  # noqa: E402
 from PIL import Image, ImageDraw, ImageFilter  # noqa: E402
 
-from datasets.pairs import make_loader  # noqa: E402
+from datasets.stream import make_loader  # noqa: E402
 from model.diffusion import GaussianDiffusion  # noqa: E402
 from model.dit import StreamDiT  # noqa: E402
 from model.presets import get_preset  # noqa: E402

@@ -14,7 +14,7 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
-from render.pairs import PNG_COMPRESS_LEVEL
+from render.views import PNG_COMPRESS_LEVEL
 from render.shards import Failure, ShardSink, failed_note, sample_key
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")

@@ -10,7 +10,7 @@ import torch
 import webdataset as wds
 from PIL import Image
 
-from datasets.pairs import SKIPPED, SkippedDataWarning, iter_pairs, make_loader, resolve_shards
+from datasets.stream import SKIPPED, SkippedDataWarning, iter_pairs, make_loader, resolve_shards
 
 
 def png_bytes(array: np.ndarray) -> bytes:
@@ -144,10 +144,10 @@ def test_empty_split_is_a_clear_error(tmp_path):
 
 def first_epoch_keys(folder, slot, slots, monkeypatch):
     """Keys one reader (rank x worker slot) reads in the first epoch."""
-    from datasets import pairs
+    from datasets import stream as stream_module
 
-    monkeypatch.setattr(pairs, "_slot", lambda: (slot, slots))
-    stream = pairs.PairStream(resolve_shards(folder), 8, 1, "white", "all", 0.0, 0, 0)
+    monkeypatch.setattr(stream_module, "_slot", lambda: (slot, slots))
+    stream = stream_module.PairStream(resolve_shards(folder), 8, 1, "white", "all", 0.0, 0, 0)
     keys = []
     for (sample, _meta), _ in zip(stream._epochs(slot, slots), range(1000)):
         if sample["__key__"] in keys:
@@ -169,7 +169,7 @@ def test_ranks_read_disjoint_shares_of_an_epoch(tmp_path, monkeypatch):
 def test_shuffle_buffer_permutes_and_starts_early():
     import random
 
-    from datasets.pairs import _shuffled
+    from datasets.stream import _shuffled
 
     out = list(_shuffled(iter(range(100)), 20, random.Random(0)))
     assert sorted(out) == list(range(100)) and out != list(range(100))

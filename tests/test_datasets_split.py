@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from datasets.pairs import iter_pairs
+from datasets.stream import iter_pairs
 from datasets.split import in_split, is_val
 from test_datasets_shards import write_shards
 

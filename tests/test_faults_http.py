@@ -11,7 +11,7 @@ import torch
 from click.testing import CliRunner
 
 import cli
-from datasets import pairs
+from datasets import stream
 from train import weights
 
 
@@ -97,7 +97,7 @@ def train_error(*args):
 
 @pytest.mark.timeout(60)
 def test_train_on_a_silent_server_times_out(silent, tmp_path, monkeypatch):
-    monkeypatch.setattr(pairs, "URL_TIMEOUT_S", 1)
+    monkeypatch.setattr(stream, "URL_TIMEOUT_S", 1)
     line = train_error("--data", f"{silent}/shard-000000.tar", "--out", tmp_path / "run")
     assert line.startswith("Error: no usable train samples") and "no answer within 1 s" in line, line
 

@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from render.mvc import repack_mvc
+from render.repack_mvc import repack_mvc
 from render.repack import fit_square
 from shard_reading import read_shards
 

@@ -5,7 +5,7 @@ import math
 import os
 
 from datasets.images import background_rgb
-from datasets.pairs import resolve_shards
+from datasets.stream import resolve_shards
 from model.presets import get_preset
 from train.defaults import DATA_DEFAULTS, LR_BY_PRESET, TRAIN_DEFAULTS
 
@@ -90,7 +90,7 @@ def read_turns(spec) -> list:
     """The distinct delta_azimuth_deg of the shards (first sample of up to TURN_PROBE_SHARDS of them), sorted."""
     import itertools
 
-    from datasets.pairs import _raw_samples
+    from datasets.stream import _raw_samples
     shards = resolve_shards(spec)
     probe = shards[::max(1, len(shards) // TURN_PROBE_SHARDS)][:TURN_PROBE_SHARDS]
     turns = set()

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from datasets.images import to_pil
-from datasets.pairs import iter_pairs
+from datasets.stream import iter_pairs
 from train.evaluate import evaluate, format_table
 from train.weights import PROJECT_ROOT, shipped_weights
 from train.defaults import DEFAULT_STEPS

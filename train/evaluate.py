@@ -13,7 +13,7 @@ import torch
 from tqdm import tqdm
 
 from datasets.images import background_rgb
-from datasets.pairs import iter_pairs
+from datasets.stream import iter_pairs
 from train.config import turn_deg
 from train.weights import load_for_inference, resolve_checkpoint
 from train.grid import grid_image

@@ -13,7 +13,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from datasets.pairs import iter_pairs, make_loader
+from datasets.stream import iter_pairs, make_loader
 from model.precision import autocast, cpu_has_fast_bf16, fast_dtype
 from train import distributed
 from train.checkpoint import load_checkpoint, remove_stale_temporaries, save_checkpoint

@@ -5,7 +5,7 @@ import tarfile
 
 import torch
 
-from datasets.pairs import URL_PATTERN, resolve_shards
+from datasets.stream import URL_PATTERN, resolve_shards
 from datasets.split import is_val
 from model.precision import cpu_has_fast_bf16
 
