@@ -17,9 +17,9 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from webdataset.gopen import gopen
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
+from datasets.camera import camera_of
 from datasets.images import load_image, to_tensor
 from datasets.split import in_split
-from model.dit import camera_vector
 
 URL_PATTERN = re.compile(r"^([a-z][a-z0-9+.-]*://|pipe:)", re.IGNORECASE)
 SKIPPED = Counter()  # distinct corrupt shards and samples skipped by this process ("shards", "samples")
@@ -99,13 +99,6 @@ def read_meta(sample: dict) -> dict:
     meta.setdefault("uid", sample["__key__"].rsplit("_", 1)[0])
     meta["uid"] = str(meta["uid"])
     return meta
-
-
-def camera_of(meta: dict) -> torch.Tensor:
-    """Relative camera of a pair as the model expects it: [sin da, cos da, sin de, cos de]."""
-    def elevation(view):
-        return (meta.get(view) or {}).get("elevation_deg") or 0.0
-    return camera_vector(float(meta.get("delta_azimuth_deg") or 0.0), elevation("tgt") - elevation("src"))
 
 
 def decode_pair(sample: dict, meta: dict, image_size: int, background) -> dict:

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from model.diffusion import DiffusionConfig, GaussianDiffusion
-from model.dit import StreamDiT, camera_vector
+from datasets.camera import camera_vector
+from model.dit import StreamDiT
 from model.presets import get_preset
 
 

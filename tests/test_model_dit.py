@@ -7,7 +7,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from model.dit import DiTConfig, StreamDiT, apply_rope, camera_vector, rope_angles
+from datasets.camera import camera_vector
+from model.dit import DiTConfig, StreamDiT, apply_rope, rope_angles
 from model.presets import PRESETS, get_preset
 
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 from datasets.images import to_pil
 from datasets.stream import iter_pairs
-from train.evaluate import evaluate, format_table
-from train.weights import PROJECT_ROOT, shipped_weights
 from train.defaults import DEFAULT_STEPS
+from train.evaluate import evaluate, format_table
 from train.sample import sample, save_image
+from train.weights import PROJECT_ROOT, shipped_weights
 
 DEMO_SEED = 7                 # the procedural objects; fixed so every machine renders the same data
 RENDER_SIZE = 64              # rendered at twice the model's 32 px: resizing down anti-aliases the edges

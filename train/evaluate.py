@@ -15,13 +15,13 @@ from tqdm import tqdm
 from datasets.images import background_rgb
 from datasets.stream import iter_pairs
 from train.config import turn_deg
-from train.weights import load_for_inference, resolve_checkpoint
-from train.grid import grid_image
-from train.metrics import MASK_THRESHOLD, PSNR_CAP_DB, all_metrics, to_unit_hwc
 from train.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_CFG, DEFAULT_ETA, DEFAULT_MEAN_PAIRS, DEFAULT_SAMPLER,
                             DEFAULT_SEED, DEFAULT_SPLIT, DEFAULT_STEPS)
+from train.grid import grid_image
+from train.metrics import MASK_THRESHOLD, PSNR_CAP_DB, all_metrics, to_unit_hwc
 from train.sample import check_sampler_options, make_generator, pick_device, save_image
 from train.turntable import describe_turn
+from train.weights import load_for_inference, resolve_checkpoint
 
 METRICS = ("psnr", "ssim", "mask_iou")
 ROWS = ("model", "copy", "mean")

@@ -10,14 +10,14 @@ from tqdm import tqdm
 
 from PIL import Image
 
+from datasets.camera import camera_vector
 from datasets.images import load_image, to_pil, to_tensor
 from datasets.photos import prepare_photo
-from model.dit import camera_vector
 from train.config import turn_deg
 from train.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_CFG, DEFAULT_ETA, DEFAULT_SAMPLER, DEFAULT_SEED,
                             DEFAULT_STEPS, DISPLAY_SIZE)
-from train.weights import load_for_inference, resolve_checkpoint
 from train.turntable import describe_turn, describe_turntable, display_frames, strip_image, turntable_views
+from train.weights import load_for_inference, resolve_checkpoint
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 GIF_FRAME_MS = 500

@@ -14,14 +14,14 @@ from pathlib import Path
 
 from PIL import Image
 
+from datasets.camera import camera_vector
 from datasets.images import MAX_INPUT_PIXELS, to_pil
-from model.dit import camera_vector
 from train.config import turn_deg
-from train.weights import PROJECT_ROOT, load_for_inference, resolve_checkpoint
 from train.defaults import (DEFAULT_CFG, DEFAULT_ETA, DEFAULT_HOST, DEFAULT_MAX_JOBS, DEFAULT_PORT, DEFAULT_SAMPLER,
                             DEFAULT_STEPS, DISPLAY_SIZE)
 from train.sample import IMAGE_EXTENSIONS, make_generator, pick_device, prepare_inputs, save_output, write_turntable
 from train.turntable import describe_turn, display_frames, turntable_views
+from train.weights import PROJECT_ROOT, load_for_inference, resolve_checkpoint
 
 EXAMPLES_DIR = PROJECT_ROOT / "docs" / "examples"     # held-out renders shown under the upload box
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024                   # refused by Gradio's upload route (HTTP 413) beyond this
