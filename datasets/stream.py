@@ -20,6 +20,7 @@ from webdataset.tariterators import group_by_keys, tar_file_expander
 from datasets.camera import camera_of
 from datasets.images import load_image, to_tensor
 from datasets.split import in_split
+from render.shards import uid_of_key   # the key format is declared where shards are written
 
 URL_PATTERN = re.compile(r"^([a-z][a-z0-9+.-]*://|pipe:)", re.IGNORECASE)
 SKIPPED = Counter()  # distinct corrupt shards and samples skipped by this process ("shards", "samples")
@@ -96,7 +97,7 @@ def _image_field(sample: dict, name: str) -> bytes:
 def read_meta(sample: dict) -> dict:
     """Parse the json field of a raw shard sample; the uid falls back to the key without its pair suffix."""
     meta = json.loads(sample["json"].decode("utf-8"))
-    meta.setdefault("uid", sample["__key__"].rsplit("_", 1)[0])
+    meta.setdefault("uid", uid_of_key(sample["__key__"]))
     meta["uid"] = str(meta["uid"])
     return meta
 

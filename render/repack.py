@@ -1,5 +1,4 @@
 """Repack existing photos into pair shards: fit images to a square, write resumable shards, print a summary."""
-import io
 import json
 import math
 import multiprocessing as mp
@@ -14,8 +13,7 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
-from render.views import PNG_COMPRESS_LEVEL
-from render.shards import Failure, ShardSink, failed_note, sample_key
+from render.shards import Failure, ShardSink, encode_png, failed_note, sample_key
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 WHITE = (255, 255, 255)
@@ -59,13 +57,6 @@ def fit_square(path, size):
     canvas = Image.new("RGBA", (size, size), WHITE + ((0,) if has_alpha else (255,)))
     canvas.paste(image, ((size - fitted[0]) // 2, (size - fitted[1]) // 2))
     return canvas
-
-
-def encode_png(image):
-    """PIL image -> PNG bytes, fast compression (as render writes)."""
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
-    return buffer.getvalue()
 
 
 def repack_object(task, size):

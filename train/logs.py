@@ -5,6 +5,8 @@ import os
 
 import torch
 
+from train.memory import rss_bytes
+
 # TensorBoard groups tags by the part before the slash.
 TB_GROUPS = {"loss": "train", "mse": "train", "vb": "train", "grad_norm": "train", "lr": "train",
              "samples_per_s": "speed", "data_wait": "speed", "rss_mb": "speed"}
@@ -90,8 +92,4 @@ def training_summary(run_dir: str, last: int = 10) -> dict:
 
 def rss_mb() -> float:
     """Resident memory of this process in MB (Linux /proc; 0 where unavailable)."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except (OSError, ValueError, IndexError):
-        return 0.0
+    return rss_bytes() / 2**20
