@@ -1,56 +1,12 @@
-"""Shard fixtures written in the brief's shard format, and tests of shard resolution and streaming."""
-import io
-import json
-import os
+"""Shard resolution and streaming (the shards come from conftest.write_shards)."""
 import tarfile
 
-import numpy as np
 import pytest
 import torch
 import webdataset as wds
-from PIL import Image
 
+from conftest import sample_record, write_shards
 from datasets.stream import SKIPPED, SkippedDataWarning, iter_pairs, make_loader, resolve_shards
-
-
-def png_bytes(array: np.ndarray) -> bytes:
-    """Encode an HxWx4 uint8 array as an RGBA PNG."""
-    out = io.BytesIO()
-    Image.fromarray(array, "RGBA").save(out, format="PNG")
-    return out.getvalue()
-
-
-def pair_images(index: int, size: int):
-    """A coloured box on transparency and the same box moved right: an asymmetric 'turn' a flip would reverse."""
-    rng = np.random.default_rng(index)
-    colour = rng.integers(30, 226, 3)
-    src = np.zeros((size, size, 4), np.uint8)
-    tgt = np.zeros((size, size, 4), np.uint8)
-    q = size // 4
-    src[q:3 * q, q - 2:2 * q - 2, :3], src[q:3 * q, q - 2:2 * q - 2, 3] = colour, 255
-    tgt[q:3 * q, 2 * q + 2:3 * q + 2, :3], tgt[q:3 * q, 2 * q + 2:3 * q + 2, 3] = colour, 255
-    return src, tgt
-
-
-def sample_record(uid: str, pair: int, size: int, index: int, source="procedural") -> dict:
-    """One shard sample in the team's format."""
-    src, tgt = pair_images(index, size)
-    view = {"azimuth_deg": 0.0, "elevation_deg": 10.0, "radius": 2.0, "cam2world": None}
-    meta = {"uid": uid, "source": source, "pair": pair, "delta_azimuth_deg": 60.0, "fov_deg": 40.0, "size": size,
-            "src": view, "tgt": dict(view, azimuth_deg=60.0)}
-    return {"__key__": f"{uid}_{pair:02d}", "src.png": png_bytes(src), "tgt.png": png_bytes(tgt),
-            "json": json.dumps(meta).encode()}
-
-
-def write_shards(folder, objects=8, pairs=2, per_shard=4, size=32, prefix="obj", source="procedural"):
-    """Write objects x pairs samples into shard-r000-XXXXXX.tar files of per_shard samples; returns the folder."""
-    os.makedirs(folder, exist_ok=True)
-    records = [sample_record(f"{prefix}{o:03d}", p, size, o * pairs + p, source) for o in range(objects) for p in range(pairs)]
-    for i in range(0, len(records), per_shard):
-        with wds.TarWriter(os.path.join(folder, f"shard-r000-{i // per_shard:06d}.tar")) as sink:
-            for record in records[i:i + per_shard]:
-                sink.write(record)
-    return str(folder)
 
 
 def test_resolve_shards_folder_glob_braces_urls(tmp_path):

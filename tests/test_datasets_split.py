@@ -6,7 +6,7 @@ import pytest
 
 from datasets.stream import iter_pairs
 from datasets.split import in_split, is_val
-from test_datasets_shards import write_shards
+from conftest import write_shards
 
 
 def test_split_is_stable_disjoint_and_near_the_fraction():

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from test_sample_support import make_weights
+from conftest import make_weights
 from train import demo, weights
 
 

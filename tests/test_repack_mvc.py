@@ -9,7 +9,7 @@ from PIL import Image
 
 from render.repack_mvc import repack_mvc
 from render.repack import fit_square
-from shard_reading import read_shards
+from conftest import read_shards
 
 # a distinct colour per view, so that a sample shows which views it paired
 VIEW_COLOURS = {"p": (200, 40, 40), "1": (40, 200, 40), "2": (40, 40, 200), "3": (200, 200, 40)}

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from render.repack_ring import natural_key, repack_ring
-from shard_reading import read_shards
+from conftest import read_shards
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from test_sample_support import make_weights, run_cli
+from conftest import make_weights, run_cli
 from train.weights import resolve_checkpoint
 
 

@@ -5,8 +5,8 @@ import re
 
 import torch
 
-from test_datasets_shards import write_shards
-from test_sample_support import run_cli
+from conftest import write_shards
+from conftest import run_cli
 from train.loop import train
 
 
@@ -74,7 +74,7 @@ def test_mixed_turns_are_recorded_and_a_fixed_turn_run_is_warned(tmp_path):
 
     from model.dit import StreamDiT
     from model.presets import get_preset
-    from test_datasets_shards import sample_record
+    from conftest import sample_record
     from train.config import read_turns, turn_deg
     from train.startup import startup_line
     sixty = write_shards(tmp_path / "a", objects=2, pairs=1, per_shard=2)
