@@ -6,7 +6,7 @@ import torch
 import webdataset as wds
 
 from conftest import sample_record, write_shards
-from datasets.stream import SKIPPED, SkippedDataWarning, iter_pairs, make_loader, resolve_shards
+from datasets.stream import SKIPPED, DataSpec, SkippedDataWarning, iter_pairs, make_loader, resolve_shards
 
 
 def test_resolve_shards_folder_glob_braces_urls(tmp_path):
@@ -26,19 +26,20 @@ def test_resolve_shards_folder_glob_braces_urls(tmp_path):
 
 def test_iter_pairs_order_and_contents(tmp_path):
     folder = write_shards(tmp_path, objects=3, pairs=2, per_shard=4)
-    pairs = list(iter_pairs(folder, 16))
+    pairs = list(iter_pairs(DataSpec(folder, 16)))
     assert [p["key"] for p in pairs] == ["obj000_00", "obj000_01", "obj001_00", "obj001_01", "obj002_00", "obj002_01"]
     first = pairs[0]
     assert first["uid"] == "obj000" and first["meta"]["source"] == "procedural"
     assert first["src"].shape == (3, 16, 16) and first["src"].min() >= -1 and first["src"].max() <= 1
     assert first["src"][:, 0, 0].tolist() == [1.0, 1.0, 1.0]  # transparent corner composited on white
-    black = next(iter_pairs(folder, 16, background="black"))
+    black = next(iter_pairs(DataSpec(folder, 16, background="black")))
     assert black["src"][:, 0, 0].tolist() == [-1.0, -1.0, -1.0]
 
 
 def test_loader_batches_split_and_no_flip(tmp_path):
     folder = write_shards(tmp_path, objects=6, pairs=2, per_shard=4)
-    loader = make_loader(folder, 32, batch_size=4, workers=0, val_fraction=0.0, shuffle_buffer=8)
+    loader = make_loader(DataSpec(folder, 32, split="train", val_fraction=0.0), batch_size=4, workers=0,
+                         shuffle_buffer=8)
     batches = [b for b, _ in zip(loader, range(6))]  # 24 pairs = two epochs: the stream goes on
     assert batches[0]["src"].shape == (4, 3, 32, 32) and batches[0]["camera"].shape == (4, 4)
     for b in batches:
@@ -53,7 +54,8 @@ def test_loader_batches_split_and_no_flip(tmp_path):
 def test_loader_workers_split_shards_without_duplicates(tmp_path):
     folder = write_shards(tmp_path, objects=8, pairs=1, per_shard=2)
     seen = []
-    loader = make_loader(folder, 16, batch_size=2, workers=2, val_fraction=0.0, shuffle_buffer=0)
+    loader = make_loader(DataSpec(folder, 16, split="train", val_fraction=0.0), batch_size=2, workers=2,
+                         shuffle_buffer=0)
     for batch, _ in zip(loader, range(4)):  # 8 samples in one epoch over both workers
         seen += [round(float(v), 4) for v in batch["src"][:, :, 8, 5].sum(1)]  # the box colour identifies the object
     assert len(set(seen)) == 8
@@ -70,11 +72,12 @@ def test_corrupt_shard_and_sample_are_skipped_and_counted(tmp_path):
         (tmp_path / "shard-r000-000300.tar").write_bytes(f.read()[:1500])
     before = SKIPPED.copy()
     with pytest.warns(SkippedDataWarning, match="skipped corrupt"):
-        keys = [p["key"] for p in iter_pairs(folder, 16)]
+        keys = [p["key"] for p in iter_pairs(DataSpec(folder, 16))]
     assert "bad001_00" not in keys and "ok001_00" in keys and keys.count("obj000_00") == 1
     assert SKIPPED["samples"] - before["samples"] >= 1 and SKIPPED["shards"] - before["shards"] >= 1
     counted = SKIPPED.copy()
-    loader = make_loader(folder, 16, batch_size=4, workers=0, val_fraction=0.0, shuffle_buffer=0)
+    loader = make_loader(DataSpec(folder, 16, split="train", val_fraction=0.0), batch_size=4, workers=0,
+                         shuffle_buffer=0)
     batches = [b for b, _ in zip(loader, range(3))]  # 12 samples: past every broken shard, into a second epoch
     assert batches[-1]["src"].shape[0] == 4 and batches[-1]["skipped"].sum() >= 2
     assert SKIPPED == counted   # met again in this process (and in a second epoch): not counted again
@@ -86,16 +89,17 @@ def test_mixed_sources_train_together(tmp_path):
     for path in resolve_shards(photos):  # photos: opaque, no camera matrix, no field of view
         with tarfile.open(path) as tar:
             assert tar.getnames()
-    pairs = list(iter_pairs([str(tmp_path / "renders"), photos], 16))
+    pairs = list(iter_pairs(DataSpec([str(tmp_path / "renders"), photos], 16)))
     assert {p["meta"]["source"] for p in pairs} == {"procedural", "mvc"}
-    batch = next(iter(make_loader([str(tmp_path / "renders"), photos], 16, 4, workers=0, val_fraction=0.0)))
+    batch = next(iter(make_loader(DataSpec([str(tmp_path / "renders"), photos], 16, split="train", val_fraction=0.0),
+                                  4, workers=0)))
     assert batch["src"].shape == (4, 3, 16, 16)
 
 
 def test_empty_split_is_a_clear_error(tmp_path):
     folder = write_shards(tmp_path, objects=2, pairs=1, per_shard=2)
     with pytest.raises(ValueError, match="no usable train samples"):
-        next(iter(make_loader(folder, 16, 2, workers=0, val_fraction=1.0)))
+        next(iter(make_loader(DataSpec(folder, 16, split="train", val_fraction=1.0), 2, workers=0)))
 
 
 def first_epoch_keys(folder, slot, slots, monkeypatch):
@@ -103,7 +107,7 @@ def first_epoch_keys(folder, slot, slots, monkeypatch):
     from datasets import stream as stream_module
 
     monkeypatch.setattr(stream_module, "_slot", lambda: (slot, slots))
-    stream = stream_module.PairStream(resolve_shards(folder), 8, 1, "white", "all", 0.0, 0, 0)
+    stream = stream_module.PairStream(DataSpec(resolve_shards(folder), 8, split="all", val_fraction=0.0), 1, 0, 0)
     keys = []
     for (sample, _meta), _ in zip(stream._epochs(slot, slots), range(1000)):
         if sample["__key__"] in keys:

@@ -1,5 +1,6 @@
 """Score a checkpoint's turned views against the true targets, next to the copy-the-input and mean-image baselines."""
 import csv
+import dataclasses
 import io
 import itertools
 import json
@@ -13,7 +14,7 @@ import torch
 from tqdm import tqdm
 
 from datasets.images import background_rgb
-from datasets.stream import iter_pairs
+from datasets.stream import DataSpec, iter_pairs
 from train.config import turn_deg
 from train.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_CFG, DEFAULT_ETA, DEFAULT_MEAN_PAIRS, DEFAULT_SAMPLER,
                             DEFAULT_SEED, DEFAULT_SPLIT, DEFAULT_STEPS)
@@ -28,16 +29,16 @@ ROWS = ("model", "copy", "mean")
 GRID_ROWS = 16
 
 
-def mean_target(data, image_size, background, val_fraction, max_pairs):
+def mean_target(data: DataSpec, max_pairs):
     """Mean target image [3,H,W] of the training split of `data` (the whole of it if that split is empty)."""
     for split in ("train", "all"):
         total, n = None, 0
-        for pair in itertools.islice(iter_pairs(data, image_size, background, split, val_fraction), max_pairs):
+        for pair in itertools.islice(iter_pairs(dataclasses.replace(data, split=split)), max_pairs):
             total = pair["tgt"].double() if total is None else total + pair["tgt"]
             n += 1
         if n:
-            return (total / n).float(), f"{split} split of {data} ({n} pairs)"
-    raise ValueError(f"no pairs in {data}")
+            return (total / n).float(), f"{split} split of {data.shards} ({n} pairs)"
+    raise ValueError(f"no pairs in {data.shards}")
 
 
 def evaluate(checkpoint, data, out, split=DEFAULT_SPLIT, steps=DEFAULT_STEPS, sampler=DEFAULT_SAMPLER, eta=DEFAULT_ETA,
@@ -62,11 +63,12 @@ def evaluate(checkpoint, data, out, split=DEFAULT_SPLIT, steps=DEFAULT_STEPS, sa
                              "out is unknown; use --split all")
         val_fraction = 0.0   # --split all reads every pair; the mean baseline then averages all of them
 
-    pairs = list(itertools.islice(iter_pairs(data, size, background, split, val_fraction), limit))
+    spec = DataSpec(data, size, background, split, val_fraction)
+    pairs = list(itertools.islice(iter_pairs(spec), limit))
     if not pairs:
         hint = "; try --split all" if split != "all" else ""
         raise ValueError(f"no {split} pairs in {data} (val_fraction {val_fraction}){hint}")
-    mean_image, mean_from = mean_target(data, size, background, val_fraction, mean_pairs)
+    mean_image, mean_from = mean_target(spec, mean_pairs)
     src = torch.stack([p["src"] for p in pairs])
     tgt = torch.stack([p["tgt"] for p in pairs])
     camera = torch.stack([p["camera"] for p in pairs]) if config["model"].get("camera_dim", 0) else None
