@@ -186,8 +186,8 @@ def check_no_overwrite(files, outputs):
 
 
 def sample(checkpoint, inputs, out, steps=DEFAULT_STEPS, sampler=DEFAULT_SAMPLER, eta=DEFAULT_ETA, cfg_scale=DEFAULT_CFG,
-           seed=DEFAULT_SEED, num_samples=1, turntable=0, device="auto", batch_size=DEFAULT_BATCH_SIZE, cache_dir=None, mask=None, prep=True,
-           display_size=DISPLAY_SIZE):
+           seed=DEFAULT_SEED, num_samples=1, turntable=0, device="auto", batch_size=DEFAULT_BATCH_SIZE, cache_dir=None,
+           mask=None, prep=True, display_size=DISPLAY_SIZE):
     """Write the turned view(s) of every input image into `out`, each next to its prepared input; returns the paths.
 
     prep: prepare each photo like the training data (object mask from alpha, `mask` or separation; crop, square,

@@ -18,7 +18,7 @@ from datasets.camera import camera_vector
 from datasets.images import MAX_INPUT_PIXELS, to_pil
 from train.config import turn_deg
 from train.defaults import (DEFAULT_CFG, DEFAULT_ETA, DEFAULT_HOST, DEFAULT_MAX_JOBS, DEFAULT_PORT, DEFAULT_SAMPLER,
-                            DEFAULT_STEPS, DISPLAY_SIZE)
+                            DEFAULT_SEED, DEFAULT_STEPS, DISPLAY_SIZE)
 from train.sample import IMAGE_EXTENSIONS, make_generator, pick_device, prepare_inputs, save_output, write_turntable
 from train.turntable import describe_turn, display_frames, turntable_views
 from train.weights import PROJECT_ROOT, load_for_inference, resolve_checkpoint
@@ -198,7 +198,7 @@ def build_page(net, diffusion, config, checkpoint_name, jobs_dir, max_jobs):
                 steps = gr.Slider(1, MAX_STEPS, value=DEFAULT_STEPS, step=1, label="Denoising steps", elem_id="steps")
                 cfg = gr.Slider(0.0, 5.0, value=DEFAULT_CFG, step=0.1, label="Guidance scale (1 = none)",
                                 elem_id="cfg")
-                seed = gr.Number(value=0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", elem_id="seed")
+                seed = gr.Number(value=DEFAULT_SEED, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", elem_id="seed")
                 views = gr.Slider(1, MAX_VIEWS, value=1, step=1, elem_id="views",
                                   label="Views (1 = one turned view; N = a turntable of N views)")
                 with gr.Row():
