@@ -6,6 +6,7 @@ import sys
 import click
 
 from render.backend import BACKENDS   # a light module: no pyrender or OpenGL import
+from render.repack import REPACK_DEFAULTS   # the repack defaults, declared once (imports PIL, not torch)
 from render.views import RenderSettings   # the render defaults, declared once (imports numpy, not torch/pyrender)
 from train import defaults as D             # every other default, declared once (imports nothing)
 
@@ -156,9 +157,10 @@ def _repack_options(command):
     options = [
         click.option("--out", required=True, type=click.Path(file_okay=False),
                      help="Output folder for shards (new, or one this command wrote before: reruns resume)."),
-        click.option("--size", default=256, help="Image side in pixels (aspect kept, padded on white)."),
+        click.option("--size", default=REPACK_DEFAULTS["size"],
+                     help="Image side in pixels (aspect kept, padded on white)."),
         click.option("--workers", type=int, default=None, help="Decoding processes [default: CPU cores]."),
-        click.option("--shard-size", default=1000, help="Samples per shard."),
+        click.option("--shard-size", default=REPACK_DEFAULTS["shard_size"], help="Samples per shard."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -172,11 +174,14 @@ def repack_group():
 
 @repack_group.command("mvc")
 @click.argument("root", type=click.Path())
-@click.option("--cond-view", default="1", help="View used as the condition (MVC views: p, 1, 2, 3, 4, 5, 7).")
-@click.option("--target-view", default="3", help="View used as the target (the original project paired 1 -> 3).")
+@click.option("--cond-view", default=REPACK_DEFAULTS["cond_view"],
+              help="View used as the condition (MVC views: p, 1, 2, 3, 4, 5, 7).")
+@click.option("--target-view", default=REPACK_DEFAULTS["target_view"],
+              help="View used as the target (the original project paired 1 -> 3).")
 @click.option("--metadata", type=click.Path(dir_okay=False), default=None,
               help="MVC metadata JSON (e.g. mvc_info.json): item attributes written into each sample's json.")
-@click.option("--delta-deg", default=60.0, help="Nominal turn written as delta_azimuth_deg (MVC records no angles).")
+@click.option("--delta-deg", default=REPACK_DEFAULTS["delta_deg"],
+              help="Nominal turn written as delta_azimuth_deg (MVC records no angles).")
 @_repack_options
 def repack_mvc_command(**options):
     """Pair each item's condition and target view from <styleId>-<view>-4x.jpg files under ROOT (recursive)."""
@@ -186,7 +191,7 @@ def repack_mvc_command(**options):
 
 @repack_group.command("ring")
 @click.argument("root", type=click.Path())
-@click.option("--step-deg", default=60.0, help="Azimuth step between consecutive images of a folder.")
+@click.option("--step-deg", default=REPACK_DEFAULTS["step_deg"], help="Azimuth step between consecutive images of a folder.")
 @_repack_options
 def repack_ring_command(**options):
     """Write every consecutive pair (last to first too) of each folder of views (000.png, 001.png, ...) under ROOT."""

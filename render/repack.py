@@ -17,6 +17,13 @@ from render.shards import Failure, ShardSink, encode_png, failed_note, sample_ke
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 WHITE = (255, 255, 255)
+# The repack commands' defaults, declared once (cli.py reads them; this module imports no torch).
+REPACK_DEFAULTS = {
+    "size": 256, "shard_size": 1000,
+    "cond_view": "1", "target_view": "3",   # MVC: the original project paired view 1 -> view 3
+    "delta_deg": 60.0,   # MVC records no angles; the original project used its 1 -> 3 pairs as the 60-degree turn
+    "step_deg": 60.0,    # ring: six views once round
+}
 
 
 @dataclass
