@@ -6,7 +6,9 @@ import sys
 import click
 
 from render.backend import BACKENDS   # a light module: no pyrender or OpenGL import
-from render.pairs import RenderSettings   # the render defaults, declared once (imports numpy, not torch/pyrender)
+from render.repack import REPACK_DEFAULTS   # the repack defaults, declared once (imports PIL, not torch)
+from render.views import RenderSettings   # the render defaults, declared once (imports numpy, not torch/pyrender)
+from train import defaults as D             # every other default, declared once (imports nothing)
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True, "max_content_width": 110}
 PRESET_NAMES = ("tiny", "demo", "small", "seed")   # model/presets.py's PRESETS (importing it would import torch)
@@ -155,9 +157,10 @@ def _repack_options(command):
     options = [
         click.option("--out", required=True, type=click.Path(file_okay=False),
                      help="Output folder for shards (new, or one this command wrote before: reruns resume)."),
-        click.option("--size", default=256, help="Image side in pixels (aspect kept, padded on white)."),
+        click.option("--size", default=REPACK_DEFAULTS["size"],
+                     help="Image side in pixels (aspect kept, padded on white)."),
         click.option("--workers", type=int, default=None, help="Decoding processes [default: CPU cores]."),
-        click.option("--shard-size", default=1000, help="Samples per shard."),
+        click.option("--shard-size", default=REPACK_DEFAULTS["shard_size"], help="Samples per shard."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -171,26 +174,35 @@ def repack_group():
 
 @repack_group.command("mvc")
 @click.argument("root", type=click.Path())
-@click.option("--cond-view", default="1", help="View used as the condition (MVC views: p, 1, 2, 3, 4, 5, 7).")
-@click.option("--target-view", default="3", help="View used as the target (the original project paired 1 -> 3).")
+@click.option("--cond-view", default=REPACK_DEFAULTS["cond_view"],
+              help="View used as the condition (MVC views: p, 1, 2, 3, 4, 5, 7).")
+@click.option("--target-view", default=REPACK_DEFAULTS["target_view"],
+              help="View used as the target (the original project paired 1 -> 3).")
 @click.option("--metadata", type=click.Path(dir_okay=False), default=None,
               help="MVC metadata JSON (e.g. mvc_info.json): item attributes written into each sample's json.")
-@click.option("--delta-deg", default=60.0, help="Nominal turn written as delta_azimuth_deg (MVC records no angles).")
+@click.option("--delta-deg", default=REPACK_DEFAULTS["delta_deg"],
+              help="Nominal turn written as delta_azimuth_deg (MVC records no angles).")
 @_repack_options
 def repack_mvc_command(**options):
     """Pair each item's condition and target view from <styleId>-<view>-4x.jpg files under ROOT (recursive)."""
-    from render.mvc import repack_mvc
+    from render.repack_mvc import repack_mvc
     run(repack_mvc, **options)
 
 
 @repack_group.command("ring")
 @click.argument("root", type=click.Path())
-@click.option("--step-deg", default=60.0, help="Azimuth step between consecutive images of a folder.")
+@click.option("--step-deg", default=REPACK_DEFAULTS["step_deg"], help="Azimuth step between consecutive images of a folder.")
 @_repack_options
 def repack_ring_command(**options):
     """Write every consecutive pair (last to first too) of each folder of views (000.png, 001.png, ...) under ROOT."""
-    from render.ring import repack_ring
+    from render.repack_ring import repack_ring
     run(repack_ring, **options)
+
+
+def shown(name: str) -> str:
+    """`[default: X]` for a train option whose click default is None (None: "not given", so --resume keeps the run's)."""
+    value = {**D.TRAIN_DEFAULTS, **D.DATA_DEFAULTS}[name]
+    return f"[default: {'none' if value is None else value}]"
 
 
 # ---- train / sample / evaluate (train/) -------------------------------------------------------------------
@@ -201,33 +213,34 @@ def repack_ring_command(**options):
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder (config, checkpoint, logs).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint (options not given keep "
               "the run's values).")
-@click.option("--preset", default=None, type=click.Choice(PRESET_NAMES), help="Model size [default: tiny].")
-@click.option("--steps", default=None, type=int, help="Stop at this step count [default: 10000].")
-@click.option("--max-minutes", default=None, type=float, help="Also stop after this many minutes of this invocation.")
-@click.option("--batch-size", default=None, type=int, help="Global batch, split across torchrun processes [default: 32].")
-@click.option("--lr", default=None, type=float, help="AdamW peak learning rate [default: per preset, tiny/demo 1e-3].")
-@click.option("--warmup-steps", default=None, type=int, help="Linear learning-rate warm-up [default: 500].")
-@click.option("--weight-decay", default=None, type=float, help="AdamW weight decay [default: 0].")
-@click.option("--grad-clip", default=None, type=float, help="Gradient norm clip [default: 1.0].")
-@click.option("--ema-halflife", default=None, type=float, help="EMA half-life in samples [default: 50000].")
+@click.option("--preset", default=None, type=click.Choice(PRESET_NAMES), help=f"Model size {shown('preset')}.")
+@click.option("--steps", default=None, type=int, help=f"Stop at this step count {shown('steps')}.")
+@click.option("--max-minutes", default=None, type=float, help=f"Also stop after this many minutes of this invocation {shown('max_minutes')}.")
+@click.option("--batch-size", default=None, type=int, help=f"Global batch, split across torchrun processes {shown('batch_size')}.")
+@click.option("--lr", default=None, type=float, help="AdamW peak learning rate [default: per preset, "
+              + ", ".join(f"{k} {v:g}" for k, v in D.LR_BY_PRESET.items()) + "].")
+@click.option("--warmup-steps", default=None, type=int, help=f"Linear learning-rate warm-up {shown('warmup_steps')}.")
+@click.option("--weight-decay", default=None, type=float, help=f"AdamW weight decay {shown('weight_decay')}.")
+@click.option("--grad-clip", default=None, type=float, help=f"Gradient norm clip {shown('grad_clip')}.")
+@click.option("--ema-halflife", default=None, type=float, help=f"EMA half-life in samples {shown('ema_halflife')}.")
 @click.option("--ema-rampup", default=None, type=float, help="EMA warm-up: the half-life is this times the samples "
-              "seen until that reaches --ema-halflife; 0 = no warm-up [default: 0.1].")
+              f"seen until that reaches --ema-halflife; 0 = no warm-up {shown('ema_rampup')}.")
 @click.option("--precision", default=None, type=click.Choice(["auto", "fp32", "bf16"]),
-              help="auto: bf16 only on CUDA or a CPU with AMX/AVX512-BF16 [default: auto].")
+              help=f"auto: bf16 only on CUDA or a CPU with AMX/AVX512-BF16 {shown('precision')}.")
 @click.option("--compile/--no-compile", default=None, help="torch.compile the transformer blocks (about a minute of "
-              "warm-up, cached across runs) [default: auto, on for every preset but tiny].")
-@click.option("--workers", default=None, type=int, help="Data loader processes per training process [default: 2].")
-@click.option("--seed", default=None, type=int, help="Seed of initialisation, noise and data order [default: 0].")
+              f"warm-up, cached across runs) {shown('compile')[:-1]}: on for every preset but tiny].")
+@click.option("--workers", default=None, type=int, help=f"Data loader processes per training process {shown('workers')}.")
+@click.option("--seed", default=None, type=int, help=f"Seed of initialisation, noise and data order {shown('seed')}.")
 @click.option("--background", default=None, help="Background for transparent pixels: white, black, grey or r,g,b "
-              "[default: white].")
-@click.option("--val-fraction", default=None, type=float, help="Objects held out for evaluate --split val [default: 0.05].")
+              f"{shown('background')}.")
+@click.option("--val-fraction", default=None, type=float, help=f"Objects held out for evaluate --split val {shown('val_fraction')}.")
 @click.option("--image-size", default=None, type=int, help="Override the preset's image size (a multiple of its patch).")
 @click.option("--set", "overrides", multiple=True, metavar="NAME=VALUE",
               help="Override any model/diffusion field of the preset, e.g. --set depth=4 --set prediction=eps.")
-@click.option("--log-every", default=None, type=int, help="Steps per log line [default: 50].")
-@click.option("--ckpt-every", default=None, type=int, help="Steps between checkpoints [default: 1000].")
-@click.option("--ckpt-minutes", default=None, type=float, help="Also checkpoint after this many minutes [default: 10].")
-@click.option("--sample-every", default=None, type=int, help="Steps between sample grids; 0 = at the end [default: 1000].")
+@click.option("--log-every", default=None, type=int, help=f"Steps per log line {shown('log_every')}.")
+@click.option("--ckpt-every", default=None, type=int, help=f"Steps between checkpoints {shown('ckpt_every')}.")
+@click.option("--ckpt-minutes", default=None, type=float, help=f"Also checkpoint after this many minutes {shown('ckpt_minutes')}.")
+@click.option("--sample-every", default=None, type=int, help=f"Steps between sample grids; 0 = at the end {shown('sample_every')}.")
 @click.option("--device", default="auto", help="auto (CUDA if available), cpu, cuda (under torchrun: each process's "
               "local GPU), cuda:1, ...")
 @click.option("--quiet", is_flag=True, help="No progress bar (for logs): only the start-up and summary lines.")
@@ -240,14 +253,14 @@ def train_command(data, quiet, **kwargs):
 CHECKPOINT_HELP = "Run folder (its EMA weights), weights folder, or http(s) URL of a published weights folder; default: weights/reference."
 SAMPLER_OPTIONS = [
     click.option("--checkpoint", default=None, help=CHECKPOINT_HELP),
-    click.option("--steps", default=10, type=int, help="Denoising steps."),
-    click.option("--sampler", default="ancestral", type=click.Choice(["ddim", "ancestral"]), help="Sampler."),
-    click.option("--eta", default=0.0, type=click.FloatRange(0, 1),
+    click.option("--steps", default=D.DEFAULT_STEPS, type=int, help="Denoising steps."),
+    click.option("--sampler", default=D.DEFAULT_SAMPLER, type=click.Choice(["ddim", "ancestral"]), help="Sampler."),
+    click.option("--eta", default=D.DEFAULT_ETA, type=click.FloatRange(0, 1),
                  help="DDIM noise (0 = deterministic given the seed, 1 = the ancestral step's noise)."),
-    click.option("--cfg-scale", default=1.5, type=click.FloatRange(min=0),
+    click.option("--cfg-scale", default=D.DEFAULT_CFG, type=click.FloatRange(min=0),
                  help="Classifier-free guidance scale (1 = no guidance, 0 = unconditional)."),
-    click.option("--seed", default=0, type=int, help="Seed of the sampling noise."),
-    click.option("--batch-size", default=16, type=int, help="Images denoised together per forward pass."),
+    click.option("--seed", default=D.DEFAULT_SEED, type=int, help="Seed of the sampling noise."),
+    click.option("--batch-size", default=D.DEFAULT_BATCH_SIZE, type=int, help="Images denoised together per forward pass."),
     click.option("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ..."),
     click.option("--cache-dir", default=None, type=click.Path(file_okay=False),
                  help="Cache for URL checkpoints (default $DIT_NVS_CACHE or ~/.cache/dit-nvs)."),
@@ -274,7 +287,7 @@ def sampler_options(fn):
 @click.option("--prep/--no-prep", default=True,
               help="Prepare photos like the training data (object cut out, cropped, framed, on the training "
                    "background); --no-prep only pads and resizes.")
-@click.option("--display-size", default=256, type=int,
+@click.option("--display-size", default=D.DISPLAY_SIZE, type=int,
               help="Side of the Lanczos-enlarged display copy (NAME_256px.png) next to each output; 0 = none.")
 @sampler_options
 def sample(**kwargs):
@@ -286,12 +299,12 @@ def sample(**kwargs):
 
 @cli.command()
 @click.option("--data", required=True, help="Shards: folder, glob, {a..b} pattern or URL.")
-@click.option("--split", default="val", type=click.Choice(["val", "all"]),
+@click.option("--split", default=D.DEFAULT_SPLIT, type=click.Choice(["val", "all"]),
               help="val: the checkpoint's held-out objects; all: every pair of --data.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
               help="JSON report; the per-pair CSV and the PNG grid are written next to it.")
 @click.option("--limit", default=None, type=int, help="Evaluate at most this many pairs (in shard order).")
-@click.option("--mean-pairs", default=2000, type=int, help="Training pairs averaged into the mean-image baseline.")
+@click.option("--mean-pairs", default=D.DEFAULT_MEAN_PAIRS, type=int, help="Training pairs averaged into the mean-image baseline.")
 @click.option("--weights", default="ema", type=click.Choice(["ema", "raw"]),
               help="A run folder's EMA weights or its raw training weights.")
 @sampler_options
@@ -307,15 +320,15 @@ def evaluate(**kwargs):
               help="New weights folder: model.safetensors (EMA), config.json, training.json, SHA256SUMS.")
 def export(run_dir, out):
     """Write a run's EMA weights as a weights folder for `--checkpoint` (local, or published over http)."""
-    from train.checkpoint import export_weights
+    from train.weights import export_weights
     click.echo(run(export_weights, run_dir=run_dir, out_dir=out))
 
 
 @cli.command()
 @click.option("--checkpoint", default=None, help=CHECKPOINT_HELP)
-@click.option("--host", default="127.0.0.1", help="Address to listen on (0.0.0.0 exposes the page to the network).")
-@click.option("--port", default=7860, type=int, help="Port of the page.")
-@click.option("--max-jobs", default=1, type=int, help="Jobs sampled at once; more wait in a queue (1-2 on a CPU).")
+@click.option("--host", default=D.DEFAULT_HOST, help="Address to listen on (0.0.0.0 exposes the page to the network).")
+@click.option("--port", default=D.DEFAULT_PORT, type=int, help="Port of the page.")
+@click.option("--max-jobs", default=D.DEFAULT_MAX_JOBS, type=int, help="Jobs sampled at once; more wait in a queue (1-2 on a CPU).")
 @click.option("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
 @click.option("--cache-dir", default=None, type=click.Path(file_okay=False),
               help="Cache for URL checkpoints (default $DIT_NVS_CACHE or ~/.cache/dit-nvs).")

@@ -18,7 +18,7 @@ import torch  # noqa: E402
 import webdataset as wds  # noqa: E402
 from PIL import Image, ImageDraw, ImageFilter  # noqa: E402
 
-from datasets.pairs import make_loader  # noqa: E402
+from datasets.stream import DataSpec, make_loader  # noqa: E402
 from model.diffusion import GaussianDiffusion  # noqa: E402
 from model.dit import StreamDiT  # noqa: E402
 from model.presets import get_preset  # noqa: E402
@@ -59,7 +59,8 @@ def synthetic_shards(folder: str, size: int, count: int = 256, per_shard: int = 
 
 def loader_rate(data: str, size: int, workers: int, batch: int = 32, batches: int = 24) -> float:
     """Samples/s the loader delivers (after its first batches, so worker start-up is not counted)."""
-    it = iter(make_loader(data, size, batch, workers=workers, val_fraction=0.0, shuffle_buffer=256))
+    spec = DataSpec(data, size, split="train", val_fraction=0.0)
+    it = iter(make_loader(spec, batch, workers=workers, shuffle_buffer=256))
     for _ in range(2 * max(workers, 1)):
         next(it)
     start = time.perf_counter()

@@ -21,7 +21,7 @@ from PIL import Image, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datasets.pairs import _image_field, _raw_samples, resolve_shards  # noqa: E402
+from datasets.stream import _image_field, _raw_samples, resolve_shards  # noqa: E402
 from datasets.photos import border_mask, mask_iou, prepare_photo  # noqa: E402
 
 KINDS = ("gradient", "texture", "table", "tiles")

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from train.memory import rss_bytes  # noqa: E402  (imports no torch)
 
 SIZES = (64, 128, 256)
 PAIRS = 4
@@ -39,8 +40,7 @@ def make_big_mesh(path):
 
 def rss_mb():
     """Resident memory of this process now, in MB."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+    return rss_bytes() / 1e6
 
 
 BARE_OBJECTS = 48   # procedural objects differ a lot in parts and triangles: the bare rate is their mix

@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from render.mvc import repack_mvc  # noqa: E402
+from render.repack_mvc import repack_mvc  # noqa: E402
 from render.repack import fit_square  # noqa: E402
 
 import webdataset  # noqa: E402,F401  - imported once here (it imports torch), so no run pays for it

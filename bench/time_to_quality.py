@@ -20,9 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from render.commands import render_procedural  # noqa: E402
+from train.defaults import DEFAULT_CFG, DEFAULT_SAMPLER, DEFAULT_STEPS  # noqa: E402
 from train.evaluate import evaluate  # noqa: E402
 from train.loop import train  # noqa: E402
-from train.sample import DEFAULT_CFG, DEFAULT_SAMPLER, DEFAULT_STEPS  # noqa: E402
 
 DATA_SEED = 100  # objects for studies: disjoint from the demo's (seed 7) and the reference model's (seed 1000)
 

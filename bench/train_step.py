@@ -29,6 +29,7 @@ from model.precision import fast_dtype  # noqa: E402
 from model.presets import get_preset  # noqa: E402
 from train.ema import EMA  # noqa: E402
 from train.loop import make_optimizer  # noqa: E402
+from train.memory import rss_bytes  # noqa: E402
 
 BATCH = {"tiny": 32, "demo": 32, "small": 32, "seed": 8}
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -53,8 +54,7 @@ class PeakRSS:
 
     @staticmethod
     def _rss() -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        return rss_bytes()
 
 
 def sync(device):

@@ -172,7 +172,7 @@ def measure_fill(spec, limit=400) -> dict:
     """Framing of rendered views in shards: mean and 10/90th percentile of (bbox longest side / image side)."""
     import itertools
 
-    from datasets.pairs import _image_field, _raw_samples, resolve_shards
+    from datasets.stream import _image_field, _raw_samples, resolve_shards
     fills = []
     for sample, _ in itertools.islice(_raw_samples(resolve_shards(spec), "all", 0.0), limit):
         for name in ("src", "tgt"):

@@ -5,9 +5,8 @@ from dataclasses import dataclass
 
 import torch
 
-PREDICTIONS = ("eps", "v", "x0", "edm")
+PREDICTIONS = ("eps", "v", "edm")
 SCHEDULES = ("linear", "cosine")
-WEIGHTINGS = ("none", "min_snr")
 
 
 @dataclass
@@ -16,10 +15,8 @@ class DiffusionConfig:
 
     num_steps: int = 1000
     schedule: str = "linear"      # "linear": betas 1e-4..0.02 at 1000 steps (the original) | "cosine" (Improved DDPM)
-    prediction: str = "eps"       # what the first output channels predict: "eps" | "v" | "x0" | "edm" (see below)
+    prediction: str = "eps"       # what the first output channels predict: "eps" | "v" | "edm" (see below)
     learn_sigma: bool = True      # last output channels interpolate the log-variance between beta and beta-tilde
-    loss_weighting: str = "none"  # weight of the MSE term per step: "none" | "min_snr" (Hang et al. 2023)
-    min_snr_gamma: float = 5.0
     # "edm": EDM's preconditioning (Karras et al. 2022) in variance-preserving form. The network sees c_in * x_t (unit
     # variance for data of RMS sigma_data) and predicts F with x0 = c_skip * x_t + c_out * F; plain MSE on F is EDM's
     # loss weighting. At sigma_data = 1 it is v-prediction (F = -v) without input scaling.
@@ -96,8 +93,6 @@ class GaussianDiffusion:
     def __init__(self, cfg: DiffusionConfig):
         if cfg.prediction not in PREDICTIONS:
             raise ValueError(f"unknown prediction {cfg.prediction!r}; expected one of {PREDICTIONS}")
-        if cfg.loss_weighting not in WEIGHTINGS:
-            raise ValueError(f"unknown loss_weighting {cfg.loss_weighting!r}; expected one of {WEIGHTINGS}")
         self.config = cfg
         self.num_steps = cfg.num_steps
         self.schedule = Schedule(make_betas(cfg), torch.arange(cfg.num_steps))
@@ -136,17 +131,15 @@ class GaussianDiffusion:
         return out[:, :C], (out[:, C:] if self.config.learn_sigma else None)
 
     def predict_x0(self, pred, x_t, i, schedule: Schedule | None = None) -> torch.Tensor:
-        """Convert the network's prediction (eps, v or x0) at positions i into a prediction of x0."""
+        """Convert the network's prediction (eps, v or edm's F) at positions i into a prediction of x0."""
         s = schedule or self.schedule
         a, b = s.at("sqrt_abar", i, x_t), s.at("sqrt_one_minus_abar", i, x_t)
         if self.config.prediction == "eps":
             return (x_t - b * pred) / a
         if self.config.prediction == "v":
             return a * x_t - b * pred
-        if self.config.prediction == "edm":
-            c_skip, c_out = self._skip_out(a, b)
-            return c_skip * x_t + c_out * pred
-        return pred
+        c_skip, c_out = self._skip_out(a, b)  # "edm"
+        return c_skip * x_t + c_out * pred
 
     def _skip_out(self, a, b):
         """EDM's c_skip and c_out for x_t = a x0 + b eps: the x0 estimate is c_skip x_t + c_out F."""
@@ -167,7 +160,7 @@ class GaussianDiffusion:
         if self.config.prediction == "edm":
             c_skip, c_out = self._skip_out(a, b)
             return (x0 - c_skip * x_t) / c_out
-        return {"eps": noise, "x0": x0, "v": a * noise - b * x0}[self.config.prediction]
+        return {"eps": noise, "v": a * noise - b * x0}[self.config.prediction]
 
     def eps_from_x0(self, x0, x_t, i, schedule: Schedule | None = None) -> torch.Tensor:
         """The noise implied by x_t and a prediction of x0."""
@@ -191,16 +184,6 @@ class GaussianDiffusion:
 
     # ---- training ----
 
-    def _mse_weight(self, t, like):
-        if self.config.loss_weighting == "none":
-            return torch.ones_like(t, dtype=torch.float32, device=like.device)
-        abar = self.schedule.at("abar", t, like).view(-1)
-        snr = abar / (1 - abar)
-        clipped = snr.clamp(max=self.config.min_snr_gamma)
-        # "edm" is weighted like v (the two coincide at sigma_data = 1).
-        return {"eps": clipped / snr, "v": clipped / (snr + 1), "edm": clipped / (snr + 1),
-                "x0": clipped}[self.config.prediction]
-
     def vb_bits(self, out, x0, x_t, t) -> torch.Tensor:
         """Per-sample variational-bound term in bits: KL to the posterior, or the decoder NLL at t = 0."""
         true_mean, _, true_logvar = self.q_posterior(x0, x_t, t)
@@ -210,7 +193,7 @@ class GaussianDiffusion:
         return torch.where(t == 0, nll, kl)
 
     def training_losses(self, net, x0, cond, t=None, camera=None) -> dict:
-        """Hybrid loss per sample: (weighted) MSE on the prediction target + the VB term training only the variance."""
+        """Hybrid loss per sample: MSE on the prediction target + the VB term training only the variance."""
         if t is None:
             t = torch.randint(0, self.num_steps, (x0.shape[0],), device=x0.device)
         noise = torch.randn_like(x0)
@@ -222,7 +205,7 @@ class GaussianDiffusion:
         # The mean is detached so the bound's gradient trains only the variance (Improved DDPM's hybrid loss).
         frozen = out.detach() if var_values is None else torch.cat([pred.detach(), var_values], dim=1)
         vb = self.vb_bits(frozen, x0, x_t, t)
-        loss = self._mse_weight(t, x0) * mse
+        loss = mse
         if self.config.learn_sigma:
             loss = loss + vb * (self.num_steps / 1000.0)  # lambda = 0.001 on the full T-term bound
         return {"loss": loss, "mse": mse.detach(), "vb": vb.detach(), "t": t}

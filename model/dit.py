@@ -20,8 +20,7 @@ class DiTConfig:
     num_heads: int = 3
     mlp_ratio: float = 4.0
     cond_depth: int = 1        # plain blocks refining the condition tokens (independent of t, run once per sample)
-    cond_direct: bool = True   # add the condition's patch embedding to the target token at the same grid position
-    camera_dim: int = 0        # 0: a fixed-turn model (its data's one turn); 4: relative camera vector, see camera_vector()
+    camera_dim: int = 0        # 0: a fixed-turn model (its data's one turn); 4: relative camera vector (datasets.camera)
     cond_dropout: float = 0.1  # training probability of swapping the condition for the learned null condition
     learn_sigma: bool = True   # output 2 * in_channels: prediction + variance interpolation (Improved DDPM)
     rope_base: float = 10000.0
@@ -32,16 +31,7 @@ class CondState:
     """Everything a denoising step needs from the condition, computed once by StreamDiT.encode_cond."""
 
     tokens: torch.Tensor                # [B, N, D] refined condition tokens (keys/values of cross-attention)
-    direct: torch.Tensor | None         # [B, N, D] condition patch embedding added to target tokens, or None
     camera: torch.Tensor | None         # [B, D] relative-camera embedding added to the timestep embedding, or None
-
-
-def camera_vector(delta_azimuth_deg, delta_elevation_deg=0.0) -> torch.Tensor:
-    """Relative camera as [sin da, cos da, sin de, cos de] (degrees in, shape [..., 4])."""
-    da = torch.deg2rad(torch.as_tensor(delta_azimuth_deg, dtype=torch.float32))
-    de = torch.deg2rad(torch.as_tensor(delta_elevation_deg, dtype=torch.float32))
-    da, de = torch.broadcast_tensors(da, de)
-    return torch.stack([da.sin(), da.cos(), de.sin(), de.cos()], dim=-1)
 
 
 def rope_angles(grid: int, head_dim: int, base: float) -> torch.Tensor:
@@ -244,7 +234,6 @@ class StreamDiT(nn.Module):
             drop_cond = torch.rand(cond.shape[0], device=cond.device) < self.cfg.cond_dropout
         if drop_cond is not None:
             tokens = torch.where(drop_cond.view(-1, 1, 1), self.null_cond.to(tokens.dtype), tokens)
-        direct = tokens if self.cfg.cond_direct else None
         rope = (self.rope_cos, self.rope_sin)
         for block in self.cond_blocks:
             tokens = block(tokens, rope)
@@ -253,15 +242,13 @@ class StreamDiT(nn.Module):
             raise ValueError("this model has no camera input (camera_dim=0): it always makes its training data's turn")
         if self.camera_embed is not None:
             if camera is None:  # the turn is the caller's (from the run's data), never a number assumed here
-                raise ValueError("this model needs the relative camera of the wanted turn (camera_vector)")
+                raise ValueError("this model needs the relative camera of the wanted turn (datasets.camera.camera_vector)")
             camera_emb = self.camera_embed(camera.float())
-        return CondState(self.cond_norm(tokens), direct, camera_emb)
+        return CondState(self.cond_norm(tokens), camera_emb)
 
     def denoise(self, x_t, t, state: CondState) -> torch.Tensor:
         """One network evaluation for noisy targets x_t [B,C,H,W] at steps t [B] with a precomputed condition."""
         x = self._patchify(self.x_embed, x_t)
-        if state.direct is not None:
-            x = x + state.direct
         c = self.t_embed(t)
         if state.camera is not None:
             c = c + state.camera

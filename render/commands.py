@@ -3,7 +3,7 @@ import hashlib
 from pathlib import Path
 
 from render.jobs import run_render_job
-from render.pairs import ObjectSpec, RenderSettings
+from render.views import ObjectSpec, RenderSettings
 from render.procedural import make_object, procedural_uid
 from render.scene import MESH_SUFFIXES, load_mesh_file
 from render.shards import sanitise_uid

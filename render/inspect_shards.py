@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from render.shards import FAILURES, read_jsonl
+from render.shards import FAILURES, read_jsonl, uid_of_key
 
 PREVIEW_SIDE = 128   # pixels per image in the preview grid: 32/64 px renders are scaled up to be judged by eye
 LABEL_H = 14         # height of a text line in the grid
@@ -96,7 +96,7 @@ def shards_info(directory, as_json=False):
         if meta is None:
             continue
         samples += 1
-        objects.add(meta.get("uid", key.rsplit("_", 1)[0]))
+        objects.add(meta.get("uid", uid_of_key(key)))
         sources[meta.get("source", "?")] += 1
         sizes[meta.get("size", "?")] += 1
     failures = read_jsonl(Path(directory) / FAILURES)

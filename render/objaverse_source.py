@@ -16,7 +16,7 @@ from pathlib import Path
 
 from render.commands import make_settings
 from render.jobs import run_render_job
-from render.pairs import ObjectSpec
+from render.views import ObjectSpec
 from render.scene import load_mesh_file
 
 HF_PREFIX = "https://huggingface.co/datasets/allenai/objaverse/resolve/main/"

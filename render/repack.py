@@ -1,5 +1,4 @@
 """Repack existing photos into pair shards: fit images to a square, write resumable shards, print a summary."""
-import io
 import json
 import math
 import multiprocessing as mp
@@ -14,11 +13,17 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
-from render.pairs import PNG_COMPRESS_LEVEL
-from render.shards import Failure, ShardSink, failed_note, sample_key
+from render.shards import Failure, ShardSink, encode_png, failed_note, sample_key
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 WHITE = (255, 255, 255)
+# The repack commands' defaults, declared once (cli.py reads them; this module imports no torch).
+REPACK_DEFAULTS = {
+    "size": 256, "shard_size": 1000,
+    "cond_view": "1", "target_view": "3",   # MVC: the original project paired view 1 -> view 3
+    "delta_deg": 60.0,   # MVC records no angles; the original project used its 1 -> 3 pairs as the 60-degree turn
+    "step_deg": 60.0,    # ring: six views once round
+}
 
 
 @dataclass
@@ -59,13 +64,6 @@ def fit_square(path, size):
     canvas = Image.new("RGBA", (size, size), WHITE + ((0,) if has_alpha else (255,)))
     canvas.paste(image, ((size - fitted[0]) // 2, (size - fitted[1]) // 2))
     return canvas
-
-
-def encode_png(image):
-    """PIL image -> PNG bytes, fast compression (as render writes)."""
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
-    return buffer.getvalue()
 
 
 def repack_object(task, size):

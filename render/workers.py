@@ -12,7 +12,7 @@ IN_FLIGHT = 2   # specs queued per worker: the next one is already there when an
 
 def _worker_main(conn, settings):
     """Body of a worker: make a renderer once, then answer object specs with (uid, samples or Failure)."""
-    from render.pairs import render_object   # imported here: pyrender must load after the platform is chosen
+    from render.views import render_object   # imported here: pyrender must load after the platform is chosen
     from render.renderer import Renderer
     try:
         renderer = Renderer(settings.size, settings.backend)

@@ -1,56 +1,12 @@
-"""Shard fixtures written in the brief's shard format, and tests of shard resolution and streaming."""
-import io
-import json
-import os
+"""Shard resolution and streaming (the shards come from conftest.write_shards)."""
 import tarfile
 
-import numpy as np
 import pytest
 import torch
 import webdataset as wds
-from PIL import Image
 
-from datasets.pairs import SKIPPED, SkippedDataWarning, iter_pairs, make_loader, resolve_shards
-
-
-def png_bytes(array: np.ndarray) -> bytes:
-    """Encode an HxWx4 uint8 array as an RGBA PNG."""
-    out = io.BytesIO()
-    Image.fromarray(array, "RGBA").save(out, format="PNG")
-    return out.getvalue()
-
-
-def pair_images(index: int, size: int):
-    """A coloured box on transparency and the same box moved right: an asymmetric 'turn' a flip would reverse."""
-    rng = np.random.default_rng(index)
-    colour = rng.integers(30, 226, 3)
-    src = np.zeros((size, size, 4), np.uint8)
-    tgt = np.zeros((size, size, 4), np.uint8)
-    q = size // 4
-    src[q:3 * q, q - 2:2 * q - 2, :3], src[q:3 * q, q - 2:2 * q - 2, 3] = colour, 255
-    tgt[q:3 * q, 2 * q + 2:3 * q + 2, :3], tgt[q:3 * q, 2 * q + 2:3 * q + 2, 3] = colour, 255
-    return src, tgt
-
-
-def sample_record(uid: str, pair: int, size: int, index: int, source="procedural") -> dict:
-    """One shard sample in the team's format."""
-    src, tgt = pair_images(index, size)
-    view = {"azimuth_deg": 0.0, "elevation_deg": 10.0, "radius": 2.0, "cam2world": None}
-    meta = {"uid": uid, "source": source, "pair": pair, "delta_azimuth_deg": 60.0, "fov_deg": 40.0, "size": size,
-            "src": view, "tgt": dict(view, azimuth_deg=60.0)}
-    return {"__key__": f"{uid}_{pair:02d}", "src.png": png_bytes(src), "tgt.png": png_bytes(tgt),
-            "json": json.dumps(meta).encode()}
-
-
-def write_shards(folder, objects=8, pairs=2, per_shard=4, size=32, prefix="obj", source="procedural"):
-    """Write objects x pairs samples into shard-r000-XXXXXX.tar files of per_shard samples; returns the folder."""
-    os.makedirs(folder, exist_ok=True)
-    records = [sample_record(f"{prefix}{o:03d}", p, size, o * pairs + p, source) for o in range(objects) for p in range(pairs)]
-    for i in range(0, len(records), per_shard):
-        with wds.TarWriter(os.path.join(folder, f"shard-r000-{i // per_shard:06d}.tar")) as sink:
-            for record in records[i:i + per_shard]:
-                sink.write(record)
-    return str(folder)
+from conftest import sample_record, write_shards
+from datasets.stream import SKIPPED, DataSpec, SkippedDataWarning, iter_pairs, make_loader, resolve_shards
 
 
 def test_resolve_shards_folder_glob_braces_urls(tmp_path):
@@ -70,19 +26,20 @@ def test_resolve_shards_folder_glob_braces_urls(tmp_path):
 
 def test_iter_pairs_order_and_contents(tmp_path):
     folder = write_shards(tmp_path, objects=3, pairs=2, per_shard=4)
-    pairs = list(iter_pairs(folder, 16))
+    pairs = list(iter_pairs(DataSpec(folder, 16)))
     assert [p["key"] for p in pairs] == ["obj000_00", "obj000_01", "obj001_00", "obj001_01", "obj002_00", "obj002_01"]
     first = pairs[0]
     assert first["uid"] == "obj000" and first["meta"]["source"] == "procedural"
     assert first["src"].shape == (3, 16, 16) and first["src"].min() >= -1 and first["src"].max() <= 1
     assert first["src"][:, 0, 0].tolist() == [1.0, 1.0, 1.0]  # transparent corner composited on white
-    black = next(iter_pairs(folder, 16, background="black"))
+    black = next(iter_pairs(DataSpec(folder, 16, background="black")))
     assert black["src"][:, 0, 0].tolist() == [-1.0, -1.0, -1.0]
 
 
 def test_loader_batches_split_and_no_flip(tmp_path):
     folder = write_shards(tmp_path, objects=6, pairs=2, per_shard=4)
-    loader = make_loader(folder, 32, batch_size=4, workers=0, val_fraction=0.0, shuffle_buffer=8)
+    loader = make_loader(DataSpec(folder, 32, split="train", val_fraction=0.0), batch_size=4, workers=0,
+                         shuffle_buffer=8)
     batches = [b for b, _ in zip(loader, range(6))]  # 24 pairs = two epochs: the stream goes on
     assert batches[0]["src"].shape == (4, 3, 32, 32) and batches[0]["camera"].shape == (4, 4)
     for b in batches:
@@ -97,7 +54,8 @@ def test_loader_batches_split_and_no_flip(tmp_path):
 def test_loader_workers_split_shards_without_duplicates(tmp_path):
     folder = write_shards(tmp_path, objects=8, pairs=1, per_shard=2)
     seen = []
-    loader = make_loader(folder, 16, batch_size=2, workers=2, val_fraction=0.0, shuffle_buffer=0)
+    loader = make_loader(DataSpec(folder, 16, split="train", val_fraction=0.0), batch_size=2, workers=2,
+                         shuffle_buffer=0)
     for batch, _ in zip(loader, range(4)):  # 8 samples in one epoch over both workers
         seen += [round(float(v), 4) for v in batch["src"][:, :, 8, 5].sum(1)]  # the box colour identifies the object
     assert len(set(seen)) == 8
@@ -114,11 +72,12 @@ def test_corrupt_shard_and_sample_are_skipped_and_counted(tmp_path):
         (tmp_path / "shard-r000-000300.tar").write_bytes(f.read()[:1500])
     before = SKIPPED.copy()
     with pytest.warns(SkippedDataWarning, match="skipped corrupt"):
-        keys = [p["key"] for p in iter_pairs(folder, 16)]
+        keys = [p["key"] for p in iter_pairs(DataSpec(folder, 16))]
     assert "bad001_00" not in keys and "ok001_00" in keys and keys.count("obj000_00") == 1
     assert SKIPPED["samples"] - before["samples"] >= 1 and SKIPPED["shards"] - before["shards"] >= 1
     counted = SKIPPED.copy()
-    loader = make_loader(folder, 16, batch_size=4, workers=0, val_fraction=0.0, shuffle_buffer=0)
+    loader = make_loader(DataSpec(folder, 16, split="train", val_fraction=0.0), batch_size=4, workers=0,
+                         shuffle_buffer=0)
     batches = [b for b, _ in zip(loader, range(3))]  # 12 samples: past every broken shard, into a second epoch
     assert batches[-1]["src"].shape[0] == 4 and batches[-1]["skipped"].sum() >= 2
     assert SKIPPED == counted   # met again in this process (and in a second epoch): not counted again
@@ -130,24 +89,25 @@ def test_mixed_sources_train_together(tmp_path):
     for path in resolve_shards(photos):  # photos: opaque, no camera matrix, no field of view
         with tarfile.open(path) as tar:
             assert tar.getnames()
-    pairs = list(iter_pairs([str(tmp_path / "renders"), photos], 16))
+    pairs = list(iter_pairs(DataSpec([str(tmp_path / "renders"), photos], 16)))
     assert {p["meta"]["source"] for p in pairs} == {"procedural", "mvc"}
-    batch = next(iter(make_loader([str(tmp_path / "renders"), photos], 16, 4, workers=0, val_fraction=0.0)))
+    batch = next(iter(make_loader(DataSpec([str(tmp_path / "renders"), photos], 16, split="train", val_fraction=0.0),
+                                  4, workers=0)))
     assert batch["src"].shape == (4, 3, 16, 16)
 
 
 def test_empty_split_is_a_clear_error(tmp_path):
     folder = write_shards(tmp_path, objects=2, pairs=1, per_shard=2)
     with pytest.raises(ValueError, match="no usable train samples"):
-        next(iter(make_loader(folder, 16, 2, workers=0, val_fraction=1.0)))
+        next(iter(make_loader(DataSpec(folder, 16, split="train", val_fraction=1.0), 2, workers=0)))
 
 
 def first_epoch_keys(folder, slot, slots, monkeypatch):
     """Keys one reader (rank x worker slot) reads in the first epoch."""
-    from datasets import pairs
+    from datasets import stream as stream_module
 
-    monkeypatch.setattr(pairs, "_slot", lambda: (slot, slots))
-    stream = pairs.PairStream(resolve_shards(folder), 8, 1, "white", "all", 0.0, 0, 0)
+    monkeypatch.setattr(stream_module, "_slot", lambda: (slot, slots))
+    stream = stream_module.PairStream(DataSpec(resolve_shards(folder), 8, split="all", val_fraction=0.0), 1, 0, 0)
     keys = []
     for (sample, _meta), _ in zip(stream._epochs(slot, slots), range(1000)):
         if sample["__key__"] in keys:
@@ -169,7 +129,7 @@ def test_ranks_read_disjoint_shares_of_an_epoch(tmp_path, monkeypatch):
 def test_shuffle_buffer_permutes_and_starts_early():
     import random
 
-    from datasets.pairs import _shuffled
+    from datasets.stream import _shuffled
 
     out = list(_shuffled(iter(range(100)), 20, random.Random(0)))
     assert sorted(out) == list(range(100)) and out != list(range(100))

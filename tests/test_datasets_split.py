@@ -4,9 +4,9 @@ import sys
 
 import pytest
 
-from datasets.pairs import iter_pairs
+from datasets.stream import DataSpec, iter_pairs
 from datasets.split import in_split, is_val
-from test_datasets_shards import write_shards
+from conftest import write_shards
 
 
 def test_split_is_stable_disjoint_and_near_the_fraction():
@@ -28,10 +28,10 @@ def test_split_is_stable_disjoint_and_near_the_fraction():
 
 def test_split_of_shards_keeps_all_views_of_an_object_together(tmp_path):
     folder = write_shards(tmp_path, objects=40, pairs=2, per_shard=16, size=8)
-    train = list(iter_pairs(folder, 8, split="train", val_fraction=0.25))
-    val = list(iter_pairs(folder, 8, split="val", val_fraction=0.25))
+    train = list(iter_pairs(DataSpec(folder, 8, split="train", val_fraction=0.25)))
+    val = list(iter_pairs(DataSpec(folder, 8, split="val", val_fraction=0.25)))
     assert train and val and len(train) + len(val) == 80
     assert not {p["uid"] for p in train} & {p["uid"] for p in val}
     assert all(len([p for p in val if p["uid"] == u]) == 2 for u in {p["uid"] for p in val})
     with pytest.raises(ValueError, match="unknown split"):
-        list(iter_pairs(folder, 8, split="test"))
+        list(iter_pairs(DataSpec(folder, 8, split="test")))

@@ -3,13 +3,13 @@ import json
 
 import pytest
 
-from test_sample_support import make_weights
-from train import demo, fetch
+from conftest import make_weights
+from train import demo, weights
 
 
 @pytest.mark.slow
 def test_demo_small_then_rerun_skips_finished_stages(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(fetch, "WEIGHTS_DIR", tmp_path / "weights")
+    monkeypatch.setattr(weights, "WEIGHTS_DIR", tmp_path / "weights")
     reference = make_weights(tmp_path / "weights" / "reference")
     monkeypatch.setenv("DEMO_MINUTES", "0.1")
     args = ["--out", str(tmp_path / "demo"), "--objects", "24", "--pairs-per-object", "1", "--preset", "tiny",

@@ -7,11 +7,11 @@ import pytest
 from PIL import Image
 
 from datasets.split import is_val
-from test_sample_support import make_weights, run_cli, write_shards
+from conftest import make_weights, run_cli, write_box_shards
 from train.evaluate import GRID_ROWS, evaluate
 from train.grid import CELL_PX, GAP, LABEL_PX
 from train.metrics import PSNR_CAP_DB, foreground_mask, mask_iou, psnr, ssim
-from train.sample import DEFAULT_SAMPLER
+from train.defaults import DEFAULT_SAMPLER
 
 WHITE = (255, 255, 255)
 
@@ -30,7 +30,7 @@ def check_shape(report):
 
 
 def test_evaluate_val_split_report_csv_grid(weights, tmp_path):
-    data = write_shards(tmp_path / "data", objects=10, pairs=2)
+    data = write_box_shards(tmp_path / "data", objects=10, pairs=2)
     val_uids = [f"obj{o:03d}" for o in range(10) if is_val(f"obj{o:03d}", 0.5)]
     assert 0 < len(val_uids) < 10
     report = evaluate(weights, data, tmp_path / "r" / "eval.json", steps=2, batch_size=3)
@@ -54,7 +54,7 @@ def test_evaluate_val_split_report_csv_grid(weights, tmp_path):
 
 
 def test_copy_baseline_is_perfect_when_target_is_source(weights, tmp_path):
-    data = write_shards(tmp_path / "same", objects=3, pairs=2, same=True)
+    data = write_box_shards(tmp_path / "same", objects=3, pairs=2, same=True)
     report = evaluate(weights, data, tmp_path / "eval.json", split="all", steps=2, limit=4)
     check_shape(report)
     assert report["n"] == 4
@@ -62,7 +62,7 @@ def test_copy_baseline_is_perfect_when_target_is_source(weights, tmp_path):
 
 
 def test_evaluate_cli_prints_table_and_rejects_empty_split(weights, tmp_path):
-    data = write_shards(tmp_path / "data", objects=6, pairs=1)
+    data = write_box_shards(tmp_path / "data", objects=6, pairs=1)
     r = run_cli("evaluate", "--checkpoint", weights, "--data", data, "--out", tmp_path / "e.json", "--steps", 2)
     assert r.returncode == 0, r.stderr
     assert "copy baseline" in r.stdout and "mean baseline" in r.stdout and "PSNR" in r.stdout

@@ -11,8 +11,8 @@ import torch
 from click.testing import CliRunner
 
 import cli
-from datasets import pairs
-from train import fetch
+from datasets import stream
+from train import weights
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -73,17 +73,17 @@ def one_thread(monkeypatch):
 
 @pytest.mark.timeout(60)
 def test_trickling_weights_download_meets_its_deadline(server, tmp_path, monkeypatch):
-    monkeypatch.setattr(fetch, "DEADLINE_S", 1)
+    monkeypatch.setattr(weights, "DEADLINE_S", 1)
     start = time.monotonic()
     with pytest.raises(ValueError, match=r"trickle/SHA256SUMS: not complete after 1 s"):
-        fetch.fetch_weights(f"{server}/trickle/", cache_dir=tmp_path / "cache")
+        weights.fetch_weights(f"{server}/trickle/", cache_dir=tmp_path / "cache")
     assert time.monotonic() - start < 10
     assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]   # no partial file left
 
 
 def test_random_bytes_as_sha256sums_is_a_clear_error(server, tmp_path):
     with pytest.raises(ValueError, match="SHA256SUMS is not a sha256sum listing"):
-        fetch.fetch_weights(f"{server}/random/", cache_dir=tmp_path / "cache")
+        weights.fetch_weights(f"{server}/random/", cache_dir=tmp_path / "cache")
 
 
 def train_error(*args):
@@ -97,7 +97,7 @@ def train_error(*args):
 
 @pytest.mark.timeout(60)
 def test_train_on_a_silent_server_times_out(silent, tmp_path, monkeypatch):
-    monkeypatch.setattr(pairs, "URL_TIMEOUT_S", 1)
+    monkeypatch.setattr(stream, "URL_TIMEOUT_S", 1)
     line = train_error("--data", f"{silent}/shard-000000.tar", "--out", tmp_path / "run")
     assert line.startswith("Error: no usable train samples") and "no answer within 1 s" in line, line
 

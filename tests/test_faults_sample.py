@@ -13,8 +13,8 @@ from PIL import Image
 import cli
 from datasets import images
 from model.diffusion import DiffusionConfig, GaussianDiffusion
-from test_sample_support import make_weights, write_shards
-from train.checkpoint import load_for_inference
+from conftest import make_weights, write_box_shards
+from train.weights import load_for_inference
 from train.metrics import all_metrics, psnr
 from train.sample import make_generator, pick_device
 
@@ -26,7 +26,7 @@ def weights(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
-    return write_shards(tmp_path_factory.mktemp("shards"), objects=4, pairs=1, size=32)
+    return write_box_shards(tmp_path_factory.mktemp("shards"), objects=4, pairs=1, size=32)
 
 
 @pytest.fixture(autouse=True)

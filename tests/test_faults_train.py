@@ -13,8 +13,8 @@ import torch
 from click.testing import CliRunner
 
 import cli
-from test_datasets_shards import write_shards
-from train.checkpoint import export_weights
+from conftest import write_shards
+from train.weights import export_weights
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICK = ["--preset", "tiny", "--workers", "0", "--val-fraction", "0", "--sample-every", "0", "--batch-size", "2"]
@@ -156,7 +156,7 @@ def test_a_corrupt_shard_is_counted_once_over_many_epochs(data, tmp_path):
 def test_sample_on_a_full_disk_is_one_line_and_leaves_no_temporary(small_disk, tmp_path):
     import numpy as np
     from PIL import Image
-    from test_sample_support import make_weights
+    from conftest import make_weights
     photo = tmp_path / "photo.png"
     Image.fromarray(np.full((20, 20, 3), 90, np.uint8)).save(photo)
     out = small_disk / "out"

@@ -32,7 +32,7 @@ def test_tiny_model_overfits_four_pairs():
 
         before = eval_mse()
         opt = torch.optim.AdamW(net.parameters(), lr=5e-3, weight_decay=0.0)
-        for _ in range(150):
+        for _ in range(250):  # the shipped path (no direct condition path) needs ~200 steps for 4x
             loss = diff.training_losses(net, target.repeat(4, 1, 1, 1), cond.repeat(4, 1, 1, 1))["loss"].mean()
             opt.zero_grad()
             loss.backward()
@@ -40,5 +40,5 @@ def test_tiny_model_overfits_four_pairs():
         after = eval_mse()
     finally:
         torch.set_num_threads(threads)
-    print(f"tiny model, 4 pairs, 150 steps: v-prediction MSE {before:.3f} -> {after:.3f}")
+    print(f"tiny model, 4 pairs, 250 steps: v-prediction MSE {before:.3f} -> {after:.3f}")
     assert after < before / 4

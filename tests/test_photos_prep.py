@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from datasets.pairs import _image_field, _raw_samples, resolve_shards
+from datasets.stream import _image_field, _raw_samples, resolve_shards
 from datasets.photos import TRAINING_FILL, border_mask, mask_iou, measure_fill, prepare_photo, separate
-from test_sample_support import make_weights, run_cli
+from conftest import make_weights, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -14,9 +14,9 @@ from PIL import Image
 
 from render.commands import render_procedural
 from render.jobs import rank_of, resolve_rank, run_render_job
-from render.pairs import ObjectSpec, RenderSettings, render_object
+from render.views import ObjectSpec, RenderSettings, render_object
 from render.procedural import make_object, procedural_uid
-from shard_reading import read_shards
+from conftest import read_shards
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = dict(size=32, pairs_per_object=2, workers=1)

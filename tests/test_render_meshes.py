@@ -11,7 +11,7 @@ from PIL import Image
 
 from render.commands import find_mesh_files, render_meshes
 from render.scene import load_mesh_file
-from shard_reading import read_shards
+from conftest import read_shards
 
 ROOT = Path(__file__).resolve().parents[1]
 

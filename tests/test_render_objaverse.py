@@ -11,7 +11,7 @@ import pytest
 import trimesh
 
 from render.objaverse_source import render_objaverse, select_uids, use_objaverse
-from shard_reading import read_shards
+from conftest import read_shards
 
 HTML = b"<!DOCTYPE html><html><body>rate limited</body></html>"
 GOOD = ["0a1b2c3d4e5f60718293a4b5c6d7e8f9", "11112222333344445555666677778888"]

@@ -8,9 +8,9 @@ import pytest
 from PIL import Image
 
 from render.inspect_shards import shards_info, shards_preview
-from render.pairs import encode_png
+from render.shards import encode_png
 from render.shards import Failure, ShardSink, finished_uids, read_jsonl, sample_key, sanitise_uid, write_objects
-from shard_reading import read_shards
+from conftest import read_shards
 
 
 def _samples(uid, count, size=8):

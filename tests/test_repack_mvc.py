@@ -7,9 +7,9 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from render.mvc import repack_mvc
+from conftest import read_shards
 from render.repack import fit_square
-from shard_reading import read_shards
+from render.repack_mvc import repack_mvc
 
 # a distinct colour per view, so that a sample shows which views it paired
 VIEW_COLOURS = {"p": (200, 40, 40), "1": (40, 200, 40), "2": (40, 40, 200), "3": (200, 200, 40)}
@@ -144,3 +144,15 @@ def test_cli_prints_one_line_errors():
     result = CliRunner().invoke(cli, ["repack", "mvc", "/nonexistent/MVC", "--out", "/tmp/never"])
     assert result.exit_code == 1 and result.output.strip().splitlines() == [
         "Error: MVC folder /nonexistent/MVC does not exist"]
+
+
+def test_repack_defaults_are_declared_once_for_cli_and_functions():
+    import inspect
+
+    import cli
+    from render.repack import REPACK_DEFAULTS
+    from render.repack_ring import repack_ring
+    for command, fn in ((cli.repack_mvc_command, repack_mvc), (cli.repack_ring_command, repack_ring)):
+        options = {p.name: p.default for p in command.params if p.name in REPACK_DEFAULTS}
+        signature = {k: v.default for k, v in inspect.signature(fn).parameters.items() if k in REPACK_DEFAULTS}
+        assert options == signature == {k: REPACK_DEFAULTS[k] for k in options} and len(options) >= 3, command.name

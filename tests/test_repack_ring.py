@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from render.ring import natural_key, repack_ring
-from shard_reading import read_shards
+from render.repack_ring import natural_key, repack_ring
+from conftest import read_shards
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -91,7 +91,7 @@ def test_clear_errors(tmp_path):
 SLOW_REPACK = """
 import sys, time
 import render.repack as repack
-from render.ring import repack_ring
+from render.repack_ring import repack_ring
 fit = repack.fit_square
 repack.fit_square = lambda path, size: (time.sleep(0.05), fit(path, size))[1]
 repack_ring(sys.argv[1], sys.argv[2], size=16, workers=1, shard_size=6)

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from test_sample_support import make_weights, run_cli
-from train import fetch
+from conftest import make_weights, run_cli
+from train.weights import resolve_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -78,19 +78,34 @@ def test_turntable_of_three_views(weights, tmp_path):
 
 
 def test_default_checkpoint_needs_shipped_weights(tmp_path, monkeypatch):
-    monkeypatch.setattr(fetch, "WEIGHTS_DIR", tmp_path / "weights")
+    monkeypatch.setattr("train.weights.WEIGHTS_DIR", tmp_path / "weights")
     with pytest.raises(FileNotFoundError, match="pass --checkpoint"):
-        fetch.resolve_checkpoint(None)
+        resolve_checkpoint(None)
     make_weights(tmp_path / "weights" / "other")
     make_weights(tmp_path / "weights" / "reference")
-    assert fetch.resolve_checkpoint(None) == tmp_path / "weights" / "reference"
+    assert resolve_checkpoint(None) == tmp_path / "weights" / "reference"
 
 
-def test_cli_sampling_defaults_are_the_packages():
+def test_cli_defaults_are_the_ones_declared_in_train_defaults():
+    import inspect
+
     import cli
-    from train import sample
-    for command in (cli.sample, cli.evaluate):
-        defaults = {p.name: p.default for p in command.params}
-        assert (defaults["sampler"], defaults["steps"], defaults["cfg_scale"]) == \
-            (sample.DEFAULT_SAMPLER, sample.DEFAULT_STEPS, sample.DEFAULT_CFG)
-    assert {p.name: p.default for p in cli.sample.params}["display_size"] == sample.DISPLAY_SIZE
+    from train import defaults as D
+    from train.evaluate import evaluate
+    from train.sample import sample
+    sampling = {"sampler": D.DEFAULT_SAMPLER, "steps": D.DEFAULT_STEPS, "eta": D.DEFAULT_ETA, "cfg_scale": D.DEFAULT_CFG,
+                "seed": D.DEFAULT_SEED, "batch_size": D.DEFAULT_BATCH_SIZE}
+    wanted = {cli.sample: dict(sampling, display_size=D.DISPLAY_SIZE),
+              cli.evaluate: dict(sampling, split=D.DEFAULT_SPLIT, mean_pairs=D.DEFAULT_MEAN_PAIRS),
+              cli.serve: {"host": D.DEFAULT_HOST, "port": D.DEFAULT_PORT, "max_jobs": D.DEFAULT_MAX_JOBS}}
+    for command, values in wanted.items():
+        assert {p.name: p.default for p in command.params if p.name in values} == values, command.name
+    for fn, command in ((sample, cli.sample), (evaluate, cli.evaluate)):   # the package functions agree
+        signature = inspect.signature(fn).parameters
+        assert {k: signature[k].default for k in wanted[command]} == wanted[command], fn.__name__
+    # Train options default to None ("not given": --resume keeps the run's value); their help shows the real default.
+    help_text = {p.name: p.help for p in cli.train_command.params}
+    for name, value in {**D.TRAIN_DEFAULTS, **D.DATA_DEFAULTS}.items():
+        if name in help_text and name != "lr":
+            assert f"[default: {'none' if value is None else value}" in help_text[name], name
+    assert all(f"{v:g}" in help_text["lr"] for v in D.LR_BY_PRESET.values())

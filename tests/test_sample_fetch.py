@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from test_sample_support import make_weights
-from train.fetch import fetch_weights, resolve_checkpoint
+from conftest import make_weights
+from train.weights import fetch_weights, resolve_checkpoint
 from train.sample import sample
 
 

@@ -3,7 +3,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from test_sample_support import make_weights
+from conftest import make_weights
 from train.sample import sample
 from train.turntable import describe_turn, describe_turntable, turn_angles, turntable_views
 

@@ -17,7 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
-from test_datasets_shards import write_shards
+from conftest import write_shards
 from train.loop import train
 from train.sample import sample
 

@@ -7,9 +7,10 @@ import shutil
 import pytest
 import torch
 
-from test_datasets_shards import write_shards
-from test_sample_support import run_cli
-from train.checkpoint import checkpoint_dir, export_weights, load_for_inference
+from conftest import write_shards
+from conftest import run_cli
+from train.checkpoint import checkpoint_dir
+from train.weights import export_weights, load_for_inference
 from train.ema import EMA
 from train.loop import train
 

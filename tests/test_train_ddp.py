@@ -6,7 +6,7 @@ import sys
 
 import torch
 
-from test_datasets_shards import write_shards
+from conftest import write_shards
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from test_datasets_shards import write_shards
-from train.loop import train
+from conftest import write_shards
+from train.loop import train, what_now
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = dict(preset="tiny", workers=0, val_fraction=0.0, shuffle_buffer=0, sample_every=0, progress=False)
@@ -24,6 +24,16 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def test_what_now_logs_every_interval_and_leaves_the_last_steps_preview_and_checkpoint_to_the_end():
+    t = {"steps": 10, "log_every": 4, "sample_every": 2}
+    as_tuple = lambda todo: (todo.log, todo.preview, todo.save, todo.stop)   # noqa: E731
+    assert as_tuple(what_now(t, 3, False, False)) == (False, False, False, False)
+    assert as_tuple(what_now(t, 4, False, True)) == (True, True, True, False)
+    assert as_tuple(what_now(t, 10, False, True)) == (True, False, False, False)   # the run's end saves and previews
+    assert as_tuple(what_now(t, 5, True, True)) == (True, False, False, True)      # so does a stop, after its log line
+    assert not what_now(dict(t, sample_every=0), 4, False, False).preview         # 0: grids only at the end
 
 
 def log_lines(run):

@@ -5,8 +5,8 @@ import re
 
 import torch
 
-from test_datasets_shards import write_shards
-from test_sample_support import run_cli
+from conftest import write_shards
+from conftest import run_cli
 from train.loop import train
 
 
@@ -20,7 +20,7 @@ def test_a_model_trained_on_45_degree_shards_turns_by_45(tmp_path):
                 "--quiet")
     assert r.returncode == 0, r.stderr
     start = [line for line in r.stderr.splitlines() if line.startswith("train: tiny preset")]
-    assert len(start) == 1 and "on cpu, fp32;" in start[0] and "train 4 objects / 4 pairs, val 0 objects / 0 pairs" \
+    assert len(start) == 1 and "on cpu, fp32, eager;" in start[0] and "train 4 objects / 4 pairs, val 0 objects / 0 pairs" \
         in start[0] and "turn 45 degrees" in start[0] and str(tmp_path / "run") in start[0], r.stderr
     assert re.search(r"\d+\.\d\dM parameters", start[0])
     assert "it/s" not in r.stderr and "step/s" not in r.stderr               # --quiet: no progress bar
@@ -74,7 +74,7 @@ def test_mixed_turns_are_recorded_and_a_fixed_turn_run_is_warned(tmp_path):
 
     from model.dit import StreamDiT
     from model.presets import get_preset
-    from test_datasets_shards import sample_record
+    from conftest import sample_record
     from train.config import read_turns, turn_deg
     from train.startup import startup_line
     sixty = write_shards(tmp_path / "a", objects=2, pairs=1, per_shard=2)

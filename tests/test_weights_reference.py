@@ -4,8 +4,7 @@ import json
 
 import torch
 
-from train.checkpoint import load_for_inference
-from train.fetch import DEFAULT_WEIGHTS, WEIGHTS_DIR, parse_sha256sums, resolve_checkpoint
+from train.weights import DEFAULT_WEIGHTS, WEIGHTS_DIR, load_for_inference, parse_sha256sums, resolve_checkpoint
 
 REFERENCE = WEIGHTS_DIR / DEFAULT_WEIGHTS
 

@@ -1,4 +1,5 @@
-"""Checkpoints written atomically (model + EMA in safetensors, optimizer/step/RNG in state.pt), inference loading, export."""
+"""Run checkpoints: training state written atomically (model + EMA in safetensors, optimizer/step/RNG in state.pt) and
+restored on resume. Weights folders (resolve, download, verify, load for inference, export) are train/weights.py."""
 import errno
 import os
 import shutil
@@ -8,11 +9,6 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 
-from model.diffusion import DiffusionConfig, GaussianDiffusion
-from model.dit import DiTConfig, StreamDiT
-from train.config import read_config, write_json_atomic
-from train.fetch import sha256_file, verify_folder
-from train.logs import training_summary
 
 CHECKPOINT = "checkpoint"
 PREVIOUS = "checkpoint.old"  # the last complete checkpoint while a new one is being swapped in
@@ -89,85 +85,3 @@ def load_weights(net, path: str, device="cpu") -> None:
         raise ValueError(f"cannot load weights {path}: {reason}") from e
     if not all(torch.isfinite(p).all() for p in net.state_dict().values() if p.is_floating_point()):
         raise ValueError(f"weights {path} hold NaN or inf values: the file is corrupt")
-
-
-def check_config(config: dict, path: str) -> None:
-    """A config.json must hold model, diffusion and data sections (a weights folder's, or a run's)."""
-    for section in ("model", "diffusion", "data"):
-        if not isinstance(config.get(section), dict):
-            raise ValueError(f"{path} has no {section!r} section: not a config this version wrote")
-
-
-def build(config: dict, device="cpu"):
-    """Network and diffusion described by a config dict ({"model": ..., "diffusion": ...})."""
-    try:
-        net = StreamDiT(DiTConfig(**config["model"]))
-        diffusion = GaussianDiffusion(DiffusionConfig(**config["diffusion"]))
-    except (KeyError, TypeError) as e:
-        raise ValueError(f"config.json does not describe a model this version can build: {e}") from e
-    return net.to(device), diffusion
-
-
-def load_for_inference(path: str, device="cpu", weights="ema"):
-    """(net in eval mode, diffusion, config) from a run folder (its EMA weights, or the raw training weights with
-    weights="raw") or a weights folder."""
-    path = str(path)
-    if weights not in ("ema", "raw"):
-        raise ValueError(f"weights must be 'ema' or 'raw', got {weights!r}")
-    if not os.path.isdir(path):
-        raise FileNotFoundError(f"no such run or weights folder: {path}")
-    ckpt = checkpoint_dir(path)
-    if ckpt is not None:
-        weights_file = os.path.join(ckpt, "ema.safetensors" if weights == "ema" else "model.safetensors")
-    elif weights == "raw":
-        raise ValueError(f"{path} is not a run folder: only a run's checkpoint keeps the raw training weights")
-    elif os.path.isfile(os.path.join(path, "model.safetensors")):
-        weights_file = os.path.join(path, "model.safetensors")
-    else:
-        raise FileNotFoundError(f"{path} holds no checkpoint: expected a run folder (config.json + checkpoint/) "
-                                f"or a weights folder (model.safetensors + config.json)")
-    config_path = os.path.join(path, "config.json")
-    if not os.path.isfile(config_path):
-        raise FileNotFoundError(f"{path} has weights but no config.json")
-    verify_folder(path)   # a weights folder's SHA256SUMS, where it has one
-    config = read_config(config_path)
-    check_config(config, config_path)
-    net, diffusion = build(config, device)
-    load_weights(net, weights_file, device)
-    return net.eval().requires_grad_(False), diffusion, config
-
-
-def export_weights(run_dir: str, out_dir: str) -> str:
-    """Write a weights folder: model.safetensors (the EMA weights), config.json, training.json (a summary of the
-    run's log) and SHA256SUMS (sha256sum format)."""
-    ckpt = checkpoint_dir(run_dir)
-    if ckpt is None:
-        raise FileNotFoundError(f"{run_dir} holds no checkpoint to export")
-    if os.path.exists(out_dir) and os.listdir(out_dir):
-        raise FileExistsError(f"{out_dir} is not empty: choose another folder for the weights")
-    config = read_config(os.path.join(run_dir, "config.json"))
-    check_config(config, os.path.join(run_dir, "config.json"))
-    state = torch.load(os.path.join(ckpt, "state.pt"), map_location="cpu", weights_only=False)
-    exported = {"model": config["model"], "diffusion": config["diffusion"],
-                "data": {k: v for k, v in config["data"].items() if k != "shards"},
-                "train": dict(config["train"], step=state["step"], samples=state["samples"])}
-    summary = training_summary(run_dir)   # read before the temporary folder exists: nothing to clean if it fails
-    parent = os.path.dirname(os.path.abspath(out_dir))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".weights-", dir=parent)
-    try:
-        os.chmod(tmp, 0o755)
-        shutil.copyfile(os.path.join(ckpt, "ema.safetensors"), os.path.join(tmp, "model.safetensors"))
-        write_json_atomic(os.path.join(tmp, "config.json"), exported)
-        write_json_atomic(os.path.join(tmp, "training.json"), summary)
-        names = ("model.safetensors", "config.json", "training.json")
-        sums = "".join(f"{sha256_file(os.path.join(tmp, n))}  {n}\n" for n in names)
-        with open(os.path.join(tmp, "SHA256SUMS"), "w") as f:
-            f.write(sums)
-        if os.path.isdir(out_dir):
-            os.rmdir(out_dir)  # empty, checked above
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir

@@ -5,35 +5,10 @@ import math
 import os
 
 from datasets.images import background_rgb
-from datasets.pairs import resolve_shards
+from datasets.stream import resolve_shards
 from model.presets import get_preset
+from train.defaults import DATA_DEFAULTS, LR_BY_PRESET, TRAIN_DEFAULTS
 
-# Train options and their defaults when neither the command line nor a stored run sets them.
-TRAIN_DEFAULTS = {
-    "preset": "tiny",
-    "steps": 10000,
-    "batch_size": 32,          # global: split across distributed ranks
-    "lr": None,                # None: LR_BY_PRESET
-    "weight_decay": 0.0,
-    "warmup_steps": 500,
-    "grad_clip": 1.0,
-    "ema_halflife": 50000,     # samples
-    "ema_rampup": 0.1,
-    "precision": "auto",
-    "compile": "auto",         # auto: compile the blocks for every preset but tiny (see train.loop.use_compile)
-    "seed": 0,
-    "workers": 2,
-    "shuffle_buffer": 1000,
-    "log_every": 50,
-    "ckpt_every": 1000,        # steps
-    "ckpt_minutes": 10.0,
-    "sample_every": 1000,      # steps; 0 = only at the end
-    "sample_steps": 10,        # DDIM steps of the periodic sample grids (cheap previews)
-    "max_minutes": None,
-}
-DATA_DEFAULTS = {"background": "white", "val_fraction": 0.05}
-# Learning rates that trained these sizes: the original's Adam rate for the seed size, the CPU prototype's for D <= 256.
-LR_BY_PRESET = {"seed": 2.5e-4, "small": 5e-4, "demo": 1e-3, "tiny": 1e-3}
 # These define the run: changing them on --resume would train a different model on different data.
 FIXED_ON_RESUME = ("preset", "background", "val_fraction")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -115,7 +90,7 @@ def read_turns(spec) -> list:
     """The distinct delta_azimuth_deg of the shards (first sample of up to TURN_PROBE_SHARDS of them), sorted."""
     import itertools
 
-    from datasets.pairs import _raw_samples
+    from datasets.stream import _raw_samples
     shards = resolve_shards(spec)
     probe = shards[::max(1, len(shards) // TURN_PROBE_SHARDS)][:TURN_PROBE_SHARDS]
     turns = set()

@@ -11,10 +11,11 @@ import time
 from pathlib import Path
 
 from datasets.images import to_pil
-from datasets.pairs import iter_pairs
+from datasets.stream import DataSpec, iter_pairs
+from train.defaults import DEFAULT_STEPS
 from train.evaluate import evaluate, format_table
-from train.fetch import PROJECT_ROOT, shipped_weights
-from train.sample import DEFAULT_STEPS, sample, save_image
+from train.sample import sample, save_image
+from train.weights import PROJECT_ROOT, shipped_weights
 
 DEMO_SEED = 7                 # the procedural objects; fixed so every machine renders the same data
 RENDER_SIZE = 64              # rendered at twice the model's 32 px: resizing down anti-aliases the edges
@@ -56,7 +57,7 @@ def train(data, run_dir, preset, minutes, val_fraction, done):
 
 def turntable_input(data, out_png, val_fraction):
     """Save the source view of the first validation pair: an object no model here was trained on."""
-    pair = next(iter_pairs(data, RENDER_SIZE, "white", split="val", val_fraction=val_fraction))
+    pair = next(iter_pairs(DataSpec(data, RENDER_SIZE, "white", split="val", val_fraction=val_fraction)))
     out_png.parent.mkdir(parents=True, exist_ok=True)
     save_image(to_pil(pair["src"]), out_png)
     return pair["uid"]
@@ -89,7 +90,7 @@ def run_demo(out, minutes, objects, pairs_per_object, val_fraction, preset, eval
     # The render job skips finished objects itself, so it runs every time and resumes a killed render.
     print(f"[demo] render {objects} procedural objects x {pairs_per_object} pairs ...", file=sys.stderr)
     render(data, objects, pairs_per_object)
-    val_uids = {p["uid"] for p in iter_pairs(data, 8, split="val", val_fraction=val_fraction)}
+    val_uids = {p["uid"] for p in iter_pairs(DataSpec(data, 8, split="val", val_fraction=val_fraction))}
     if not val_uids:
         raise SystemExit(f"[demo] no validation objects among {objects} at --val-fraction {val_fraction}")
     print(f"[demo] {len(val_uids)} objects held out for validation by object id (never trained or tuned on)",

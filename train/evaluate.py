@@ -1,5 +1,6 @@
 """Score a checkpoint's turned views against the true targets, next to the copy-the-input and mean-image baselines."""
 import csv
+import dataclasses
 import io
 import itertools
 import json
@@ -13,35 +14,36 @@ import torch
 from tqdm import tqdm
 
 from datasets.images import background_rgb
-from datasets.pairs import iter_pairs
-from train.checkpoint import load_for_inference
+from datasets.stream import DataSpec, iter_pairs
 from train.config import turn_deg
-from train.fetch import resolve_checkpoint
+from train.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_CFG, DEFAULT_ETA, DEFAULT_MEAN_PAIRS, DEFAULT_SAMPLER,
+                            DEFAULT_SEED, DEFAULT_SPLIT, DEFAULT_STEPS)
 from train.grid import grid_image
 from train.metrics import MASK_THRESHOLD, PSNR_CAP_DB, all_metrics, to_unit_hwc
-from train.sample import (DEFAULT_CFG, DEFAULT_SAMPLER, DEFAULT_STEPS, check_sampler_options, make_generator,
-                          pick_device, save_image)
+from train.sample import check_sampler_options, make_generator, pick_device, save_image
 from train.turntable import describe_turn
+from train.weights import load_for_inference, resolve_checkpoint
 
 METRICS = ("psnr", "ssim", "mask_iou")
 ROWS = ("model", "copy", "mean")
 GRID_ROWS = 16
 
 
-def mean_target(data, image_size, background, val_fraction, max_pairs):
+def mean_target(data: DataSpec, max_pairs):
     """Mean target image [3,H,W] of the training split of `data` (the whole of it if that split is empty)."""
     for split in ("train", "all"):
         total, n = None, 0
-        for pair in itertools.islice(iter_pairs(data, image_size, background, split, val_fraction), max_pairs):
+        for pair in itertools.islice(iter_pairs(dataclasses.replace(data, split=split)), max_pairs):
             total = pair["tgt"].double() if total is None else total + pair["tgt"]
             n += 1
         if n:
-            return (total / n).float(), f"{split} split of {data} ({n} pairs)"
-    raise ValueError(f"no pairs in {data}")
+            return (total / n).float(), f"{split} split of {data.shards} ({n} pairs)"
+    raise ValueError(f"no pairs in {data.shards}")
 
 
-def evaluate(checkpoint, data, out, split="val", steps=DEFAULT_STEPS, sampler=DEFAULT_SAMPLER, eta=0.0,
-             cfg_scale=DEFAULT_CFG, seed=0, limit=None, batch_size=16, device="auto", mean_pairs=2000, val_fraction=None,
+def evaluate(checkpoint, data, out, split=DEFAULT_SPLIT, steps=DEFAULT_STEPS, sampler=DEFAULT_SAMPLER, eta=DEFAULT_ETA,
+             cfg_scale=DEFAULT_CFG, seed=DEFAULT_SEED, limit=None, batch_size=DEFAULT_BATCH_SIZE, device="auto",
+             mean_pairs=DEFAULT_MEAN_PAIRS, val_fraction=None,
              cache_dir=None, weights="ema"):
     """Evaluate on the `split` pairs of `data`; write the JSON report, a per-pair CSV and a PNG grid; return the report."""
     check_sampler_options(steps, eta, cfg_scale, batch_size)
@@ -61,11 +63,12 @@ def evaluate(checkpoint, data, out, split="val", steps=DEFAULT_STEPS, sampler=DE
                              "out is unknown; use --split all")
         val_fraction = 0.0   # --split all reads every pair; the mean baseline then averages all of them
 
-    pairs = list(itertools.islice(iter_pairs(data, size, background, split, val_fraction), limit))
+    spec = DataSpec(data, size, background, split, val_fraction)
+    pairs = list(itertools.islice(iter_pairs(spec), limit))
     if not pairs:
         hint = "; try --split all" if split != "all" else ""
         raise ValueError(f"no {split} pairs in {data} (val_fraction {val_fraction}){hint}")
-    mean_image, mean_from = mean_target(data, size, background, val_fraction, mean_pairs)
+    mean_image, mean_from = mean_target(spec, mean_pairs)
     src = torch.stack([p["src"] for p in pairs])
     tgt = torch.stack([p["tgt"] for p in pairs])
     camera = torch.stack([p["camera"] for p in pairs]) if config["model"].get("camera_dim", 0) else None

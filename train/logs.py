@@ -5,6 +5,8 @@ import os
 
 import torch
 
+from train.memory import rss_bytes
+
 # TensorBoard groups tags by the part before the slash.
 TB_GROUPS = {"loss": "train", "mse": "train", "vb": "train", "grad_norm": "train", "lr": "train",
              "samples_per_s": "speed", "data_wait": "speed", "rss_mb": "speed"}
@@ -46,7 +48,8 @@ def read_records(path: str) -> list:
 
 
 class RunLog:
-    """Appends one JSON object per log interval to log.jsonl and mirrors the numbers into TensorBoard."""
+    """Appends one JSON object per log interval to log.jsonl and mirrors the numbers into TensorBoard; builds the
+    interval's record (speed, data wait, memory, skipped data) from what it is told along the way."""
 
     def __init__(self, run_dir: str):
         from torch.utils.tensorboard import SummaryWriter  # imported here: it pulls in tensorboard (~1 s)
@@ -55,6 +58,27 @@ class RunLog:
         repair_torn_line(path)
         self.file = open(path, "a", encoding="utf-8")
         self.tb = SummaryWriter(os.path.join(run_dir, "tb"))
+        self.skipped = {"shards": set(), "samples": set()}  # names of the corrupt data the loader readers skipped
+        self.since, self.since_samples, self.waited = 0.0, 0, 0.0
+
+    def begin(self, now: float, samples: int) -> None:
+        """The first interval starts here (after the start-up work, which is not training speed)."""
+        self.since, self.since_samples = now, samples
+
+    def batch(self, skipped_new: dict, waited_s: float) -> None:
+        """A batch arrived after waiting waited_s for data, with the names of data skipped on the way."""
+        self.waited += waited_s
+        for kind, names in skipped_new.items():
+            self.skipped[kind].update(names)
+
+    def interval(self, step: int, stats: dict, now: float, samples: int, time_s: float, **values) -> None:
+        """Write the line of the interval since the last one: loss stats, values given (lr, ...), speed, data wait,
+        memory, time and skipped-data counts."""
+        span = max(now - self.since, 1e-9)
+        self.write(step, dict(stats, samples=samples, **values, samples_per_s=(samples - self.since_samples) / span,
+                              data_wait=self.waited / span, rss_mb=rss_mb(), time_s=time_s,
+                              skipped_shards=len(self.skipped["shards"]), skipped_samples=len(self.skipped["samples"])))
+        self.since, self.since_samples, self.waited = now, samples, 0.0
 
     def write(self, step: int, values: dict) -> None:
         """Log scalars at a step (the JSON line also carries any non-numeric fields given)."""
@@ -90,8 +114,4 @@ def training_summary(run_dir: str, last: int = 10) -> dict:
 
 def rss_mb() -> float:
     """Resident memory of this process in MB (Linux /proc; 0 where unavailable)."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except (OSError, ValueError, IndexError):
-        return 0.0
+    return rss_bytes() / 2**20

@@ -7,22 +7,25 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from datasets.pairs import iter_pairs, make_loader
+from datasets.stream import DataSpec, iter_pairs, make_loader
 from model.precision import autocast, cpu_has_fast_bf16, fast_dtype
 from train import distributed
-from train.checkpoint import build, load_checkpoint, remove_stale_temporaries, save_checkpoint
-from train.config import DATA_DEFAULTS, TRAIN_DEFAULTS, parse_overrides, resolve, write_json_atomic
+from train.checkpoint import load_checkpoint, remove_stale_temporaries, save_checkpoint
+from train.config import parse_overrides, resolve, write_json_atomic
+from train.defaults import DATA_DEFAULTS, TRAIN_DEFAULTS
 from train.ema import EMA
 from train.grid import save_grid
-from train.logs import RunLog, rss_mb, summarize
+from train.logs import RunLog, summarize
 from train.runlock import RunLock
 from train.startup import startup_line
+from train.weights import build
 
 PREVIEW_PAIRS = 4  # rows of the periodic sample grids
 
@@ -97,23 +100,52 @@ def make_optimizer(net, t: dict, device: torch.device) -> torch.optim.Optimizer:
                              fused=fused)
 
 
-def next_batch(batches):
-    """The next batch; a data error raised inside a loader worker is reported by its own one-line message."""
+def next_batch(batches, stop: StopRequest):
+    """The next batch, or None when a stop request killed the loader workers; a data error raised inside a loader
+    worker is reported by its own one-line message."""
     try:
         return next(batches)
+    except RuntimeError:
+        if stop.requested:  # loader workers killed by the same signal
+            return None
+        raise
     except ValueError as e:
         lines = [line for line in str(e).strip().splitlines() if line.strip()]
         last = lines[-1] if lines else "data error"
         raise ValueError(last.split("Error: ", 1)[-1] if "Original Traceback" in str(e) else last) from None
 
 
+@dataclass
+class Todo:
+    """What a step does once every rank has agreed: write a log line, a sample grid, a checkpoint, or stop."""
+    log: bool
+    preview: bool
+    save: bool
+    stop: bool
+
+
+def what_now(t: dict, step: int, halt: bool, save_due: bool) -> Todo:
+    """Decide a step's work after the cross-rank check (halt: a stop request or the time budget on any rank); the
+    last step logs, and leaves its preview and checkpoint to the end of the run."""
+    last = halt or step == t["steps"]
+    return Todo(log=step % t["log_every"] == 0 or last,
+                preview=bool(t["sample_every"]) and step % t["sample_every"] == 0 and not last,
+                save=save_due and not last, stop=halt)
+
+
+def advance_bar(bar, t: dict, step: int, speed: float, elapsed_s: float, loss: float) -> None:
+    """One step on the progress bar; under a time budget its total is the step the budget will stop at."""
+    if t["max_minutes"] is not None:
+        left_s = max(0.0, 60 * t["max_minutes"] - elapsed_s)
+        bar.total = min(t["steps"], step + round(left_s * speed / t["batch_size"]))
+    bar.update(1)
+    bar.set_postfix(loss=f"{loss:.4f}", samples_s=f"{speed:.1f}", refresh=False)
+
+
 def preview_pairs(config: dict) -> dict | None:
     """A few fixed pairs for sample grids: validation objects when there are any, else training ones."""
-    data = config["data"]
-    size = config["model"]["image_size"]
     for split in ("val", "train"):
-        pairs = list(itertools.islice(iter_pairs(data["shards"], size, data["background"], split,
-                                                 data["val_fraction"]), PREVIEW_PAIRS))
+        pairs = list(itertools.islice(iter_pairs(DataSpec.of_run(config, split)), PREVIEW_PAIRS))
         if pairs:
             return {k: torch.stack([p[k] for p in pairs]) for k in ("src", "tgt", "camera")}
     return None
@@ -138,7 +170,7 @@ def train(data=None, out=None, *, resume=False, image_size=None, overrides=None,
           **options) -> dict:
     """Train a run in folder `out` on shards `data` (a spec or list of specs); returns a summary dict.
 
-    options: any key of train.config.TRAIN_DEFAULTS or DATA_DEFAULTS (preset, steps, batch_size, lr, max_minutes,
+    options: any key of train.defaults.TRAIN_DEFAULTS or DATA_DEFAULTS (preset, steps, batch_size, lr, max_minutes,
     precision, compile, workers, seed, background, val_fraction, ...); None or absent = the stored run's value on
     resume, else the default. image_size and overrides (["depth=4", ...]) change the preset's model/diffusion.
     device: auto (CUDA when available), cpu or cuda. progress: the progress bar (False: start-up and summary lines
@@ -260,7 +292,7 @@ def _train(d, data, out, resume, model_overrides, options, progress) -> dict:
     distributed.barrier(d)
     config, stored = resolve(out, resume, data, options, model_overrides)
     distributed.barrier(d)  # every rank has read the folder before rank 0 writes into it
-    t, data_cfg = config["train"], config["data"]
+    t = config["train"]
     if t["batch_size"] % d.world_size:
         raise ValueError(f"--batch-size {t['batch_size']} is not divisible by the {d.world_size} processes")
     if d.main:
@@ -273,16 +305,16 @@ def _train(d, data, out, resume, model_overrides, options, progress) -> dict:
     if d.main and resume:
         print(f"resuming {out} at step {run.step}" if run.state else f"no checkpoint in {out} yet: starting at step 0",
               file=sys.stderr)
-    loader = make_loader(data_cfg["shards"], config["model"]["image_size"], t["batch_size"] // d.world_size,
-                         data_cfg["background"], "train", data_cfg["val_fraction"], t["workers"],
+    loader = make_loader(DataSpec.of_run(config, "train"), t["batch_size"] // d.world_size, t["workers"],
                          seed=t["seed"] + run.step, shuffle_buffer=t["shuffle_buffer"])  # a resumed run reshuffles
     preview = preview_pairs(config) if d.main else None
     log = RunLog(out) if d.main else None
     run.restore_rng()
 
-    skipped = {"shards": set(), "samples": set()}  # names of the corrupt data the loader readers skipped
-    start = last_log = last_save = time.monotonic()
-    samples_at_log, waited, smooth_loss, stopped = run.samples, 0.0, None, "steps"
+    start = last_save = time.monotonic()
+    if log:
+        log.begin(start, run.samples)
+    smooth_loss, stopped = None, "steps"
     bar = tqdm(total=t["steps"], initial=run.step, disable=not (progress and d.main), desc="train", unit="step",
                dynamic_ncols=True, file=sys.stderr)
     batches = iter(loader)
@@ -290,47 +322,34 @@ def _train(d, data, out, resume, model_overrides, options, progress) -> dict:
         try:
             while run.step < t["steps"]:
                 tick = time.monotonic()
-                try:
-                    batch = next_batch(batches)
-                except RuntimeError:
-                    if stop.requested:  # loader workers killed by the same signal
-                        stopped = "interrupted"
-                        break
-                    raise
-                waited += time.monotonic() - tick
-                for kind, names in batch["skipped_new"].items():
-                    skipped[kind].update(names)
+                batch = next_batch(batches, stop)
+                if batch is None:
+                    stopped = "interrupted"
+                    break
+                if log:
+                    log.batch(batch["skipped_new"], time.monotonic() - tick)
                 loss = run.train_step(batch)
 
                 smooth_loss = loss if smooth_loss is None else 0.95 * smooth_loss + 0.05 * loss
                 now = time.monotonic()
-                speed = t["batch_size"] * (run.step - start_step) / max(now - start, 1e-9)
-                if t["max_minutes"] is not None:   # the bar ends where the time budget will stop the run
-                    left_s = max(0.0, 60 * t["max_minutes"] - (now - start))
-                    bar.total = min(t["steps"], run.step + round(left_s * speed / t["batch_size"]))
-                bar.update(1)
-                bar.set_postfix(loss=f"{smooth_loss:.4f}", samples_s=f"{speed:.1f}", refresh=False)
+                advance_bar(bar, t, run.step, t["batch_size"] * (run.step - start_step) / max(now - start, 1e-9),
+                            now - start, smooth_loss)
                 over_time = t["max_minutes"] is not None and now - start >= 60 * t["max_minutes"]
-                due = run.step % t["ckpt_every"] == 0 or now - last_save >= 60 * t["ckpt_minutes"]
-                halt, due = distributed.any_rank(d, [stop.requested or over_time, due])
-                last = halt or run.step == t["steps"]
+                save_due = run.step % t["ckpt_every"] == 0 or now - last_save >= 60 * t["ckpt_minutes"]
+                halt, save_due = distributed.any_rank(d, [stop.requested or over_time, save_due])
+                todo = what_now(t, run.step, halt, save_due)
 
-                if run.step % t["log_every"] == 0 or last:
+                if todo.log:
                     stats = run.interval_stats()
-                    if d.main:
-                        interval = max(now - last_log, 1e-9)
-                        log.write(run.step, dict(stats, samples=run.samples, lr=run.lr, ema_decay=run.ema_decay,
-                                                 samples_per_s=(run.samples - samples_at_log) / interval,
-                                                 data_wait=waited / interval, rss_mb=rss_mb(),
-                                                 time_s=run.trained_s + now - start, skipped_shards=len(skipped["shards"]),
-                                                 skipped_samples=len(skipped["samples"])))
-                    last_log, samples_at_log, waited = now, run.samples, 0.0
-                if d.main and t["sample_every"] and run.step % t["sample_every"] == 0 and not last:
+                    if log:
+                        log.interval(run.step, stats, now, run.samples, run.trained_s + now - start, lr=run.lr,
+                                     ema_decay=run.ema_decay)
+                if todo.preview and d.main:
                     run.preview(preview)
-                if halt:
+                if todo.stop:
                     stopped = "interrupted" if stop.requested else "time budget"
                     break
-                if due and not last:
+                if todo.save:
                     run.save()
                     last_save = time.monotonic()
         except BaseException:  # the second Ctrl-C (leave without saving) or an error: the message on a line of its own

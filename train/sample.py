@@ -10,20 +10,17 @@ from tqdm import tqdm
 
 from PIL import Image
 
+from datasets.camera import camera_vector
 from datasets.images import load_image, to_pil, to_tensor
 from datasets.photos import prepare_photo
-from model.dit import camera_vector
-from train.checkpoint import load_for_inference
 from train.config import turn_deg
-from train.fetch import resolve_checkpoint
+from train.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_CFG, DEFAULT_ETA, DEFAULT_SAMPLER, DEFAULT_SEED,
+                            DEFAULT_STEPS, DISPLAY_SIZE)
 from train.turntable import describe_turn, describe_turntable, display_frames, strip_image, turntable_views
+from train.weights import load_for_inference, resolve_checkpoint
 
-# Sampling defaults of sample, evaluate and the demo: the best of bench/sampler_grid.py on the reference model's
-# held-out objects (docs/study.md). Few ancestral steps scored best on mask IoU and PSNR at this model's stage.
-DEFAULT_SAMPLER, DEFAULT_STEPS, DEFAULT_CFG = "ancestral", 10, 1.5
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 GIF_FRAME_MS = 500
-DISPLAY_SIZE = 256   # side of the display copy written next to every exact-size output (0 = none)
 
 
 def list_inputs(inputs):
@@ -140,7 +137,7 @@ def check_sampler_options(steps, eta, cfg_scale, batch_size):
         raise ValueError("--batch-size must be at least 1")
 
 
-def check_options(steps, num_samples, turntable, batch_size, eta=0.0, cfg_scale=DEFAULT_CFG,
+def check_options(steps, num_samples, turntable, batch_size, eta=DEFAULT_ETA, cfg_scale=DEFAULT_CFG,
                   display_size=DISPLAY_SIZE):
     """Reject option values that cannot work, with a one-line reason."""
     check_sampler_options(steps, eta, cfg_scale, batch_size)
@@ -188,9 +185,9 @@ def check_no_overwrite(files, outputs):
                                   "choose another --out")
 
 
-def sample(checkpoint, inputs, out, steps=DEFAULT_STEPS, sampler=DEFAULT_SAMPLER, eta=0.0, cfg_scale=DEFAULT_CFG,
-           seed=0, num_samples=1, turntable=0, device="auto", batch_size=16, cache_dir=None, mask=None, prep=True,
-           display_size=DISPLAY_SIZE):
+def sample(checkpoint, inputs, out, steps=DEFAULT_STEPS, sampler=DEFAULT_SAMPLER, eta=DEFAULT_ETA, cfg_scale=DEFAULT_CFG,
+           seed=DEFAULT_SEED, num_samples=1, turntable=0, device="auto", batch_size=DEFAULT_BATCH_SIZE, cache_dir=None,
+           mask=None, prep=True, display_size=DISPLAY_SIZE):
     """Write the turned view(s) of every input image into `out`, each next to its prepared input; returns the paths.
 
     prep: prepare each photo like the training data (object mask from alpha, `mask` or separation; crop, square,

@@ -14,16 +14,15 @@ from pathlib import Path
 
 from PIL import Image
 
+from datasets.camera import camera_vector
 from datasets.images import MAX_INPUT_PIXELS, to_pil
-from model.dit import camera_vector
-from train.checkpoint import load_for_inference
 from train.config import turn_deg
-from train.fetch import PROJECT_ROOT, resolve_checkpoint
-from train.sample import (DEFAULT_CFG, DEFAULT_SAMPLER, DEFAULT_STEPS, DISPLAY_SIZE, IMAGE_EXTENSIONS, make_generator,
-                          pick_device, prepare_inputs, save_output, write_turntable)
+from train.defaults import (DEFAULT_CFG, DEFAULT_ETA, DEFAULT_HOST, DEFAULT_MAX_JOBS, DEFAULT_PORT, DEFAULT_SAMPLER,
+                            DEFAULT_SEED, DEFAULT_STEPS, DISPLAY_SIZE)
+from train.sample import IMAGE_EXTENSIONS, make_generator, pick_device, prepare_inputs, save_output, write_turntable
 from train.turntable import describe_turn, display_frames, turntable_views
+from train.weights import PROJECT_ROOT, load_for_inference, resolve_checkpoint
 
-DEFAULT_HOST, DEFAULT_PORT, DEFAULT_MAX_JOBS = "127.0.0.1", 7860, 1
 EXAMPLES_DIR = PROJECT_ROOT / "docs" / "examples"     # held-out renders shown under the upload box
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024                   # refused by Gradio's upload route (HTTP 413) beyond this
 UPLOAD_FORMATS = {"PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF"}   # PIL's names for what the upload box accepts
@@ -103,7 +102,7 @@ def run_sampling(net, diffusion, config, cond, *, steps, cfg_scale, seed, views,
     the names `sample` gives them (STEM_input.png and STEM_turned.png, or STEM_view00.png ... and the turntable).
 
     Returns (the result to show: an enlarged image or the GIF's path, the strip's path or None, the files written)."""
-    generate = make_generator(net, diffusion, steps=steps, sampler=DEFAULT_SAMPLER, eta=0.0, cfg_scale=cfg_scale,
+    generate = make_generator(net, diffusion, steps=steps, sampler=DEFAULT_SAMPLER, eta=DEFAULT_ETA, cfg_scale=cfg_scale,
                               seed=seed, batch_size=1, bar=bar)
     camera_dim, turn = config["model"].get("camera_dim", 0), turn_deg(config)
     if views == 1:
@@ -199,7 +198,7 @@ def build_page(net, diffusion, config, checkpoint_name, jobs_dir, max_jobs):
                 steps = gr.Slider(1, MAX_STEPS, value=DEFAULT_STEPS, step=1, label="Denoising steps", elem_id="steps")
                 cfg = gr.Slider(0.0, 5.0, value=DEFAULT_CFG, step=0.1, label="Guidance scale (1 = none)",
                                 elem_id="cfg")
-                seed = gr.Number(value=0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", elem_id="seed")
+                seed = gr.Number(value=DEFAULT_SEED, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", elem_id="seed")
                 views = gr.Slider(1, MAX_VIEWS, value=1, step=1, elem_id="views",
                                   label="Views (1 = one turned view; N = a turntable of N views)")
                 with gr.Row():

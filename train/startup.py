@@ -5,9 +5,10 @@ import tarfile
 
 import torch
 
-from datasets.pairs import URL_PATTERN, resolve_shards
 from datasets.split import is_val
+from datasets.stream import URL_PATTERN, resolve_shards
 from model.precision import cpu_has_fast_bf16
+from render.shards import uid_of_key
 
 
 def count_split(spec, val_fraction: float):
@@ -23,7 +24,7 @@ def count_split(spec, val_fraction: float):
                 for member in tar:
                     key, _, field = member.name.rpartition("/")[2].partition(".")
                     if field == "json":
-                        uid = key.rsplit("_", 1)[0]
+                        uid = uid_of_key(key)
                         pairs[uid] = pairs.get(uid, 0) + 1
         except (OSError, tarfile.TarError):
             continue   # the loader skips (and reports) a broken shard too

@@ -1,8 +1,8 @@
 """Turntables: a ring of views generated from one image, and the strip / animation frames that show them."""
 from PIL import Image
 
+from datasets.camera import camera_vector
 from datasets.images import to_pil
-from model.dit import camera_vector
 
 
 def describe_turn(turn_deg: float) -> str:

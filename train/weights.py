@@ -1,13 +1,24 @@
-"""Resolve a --checkpoint argument: a local run/weights folder, the shipped default, or a published URL (cached)."""
+"""Weights: resolve a --checkpoint (a run or weights folder, the shipped default, a published URL fetched once),
+verify it against its SHA256SUMS, load it for inference, and export a run's EMA weights as a weights folder."""
 import hashlib
 import os
+import shutil
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+import torch
 from tqdm import tqdm
+
+from model.diffusion import GaussianDiffusion
+from model.dit import StreamDiT
+from model.presets import configs_from_dict
+from train.checkpoint import checkpoint_dir, load_weights
+from train.config import read_config, write_json_atomic
+from train.logs import training_summary
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS_DIR = PROJECT_ROOT / "weights"
@@ -144,3 +155,85 @@ def _download(url, dest, quiet=False):
         Path(dest).unlink(missing_ok=True)
         raise ValueError(f"cannot download {url}: {getattr(e, 'reason', e)}") from None
     return Path(dest)
+
+
+def check_config(config: dict, path: str) -> None:
+    """A config.json must hold model, diffusion and data sections (a weights folder's, or a run's)."""
+    for section in ("model", "diffusion", "data"):
+        if not isinstance(config.get(section), dict):
+            raise ValueError(f"{path} has no {section!r} section: not a config this version wrote")
+
+
+def build(config: dict, device="cpu"):
+    """Network and diffusion described by a config dict ({"model": ..., "diffusion": ...})."""
+    try:
+        model_cfg, diffusion_cfg = configs_from_dict(config)
+        net, diffusion = StreamDiT(model_cfg), GaussianDiffusion(diffusion_cfg)
+    except (KeyError, TypeError) as e:
+        raise ValueError(f"config.json does not describe a model this version can build: {e}") from e
+    return net.to(device), diffusion
+
+
+def load_for_inference(path: str, device="cpu", weights="ema"):
+    """(net in eval mode, diffusion, config) from a run folder (its EMA weights, or the raw training weights with
+    weights="raw") or a weights folder."""
+    path = str(path)
+    if weights not in ("ema", "raw"):
+        raise ValueError(f"weights must be 'ema' or 'raw', got {weights!r}")
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"no such run or weights folder: {path}")
+    ckpt = checkpoint_dir(path)
+    if ckpt is not None:
+        weights_file = os.path.join(ckpt, "ema.safetensors" if weights == "ema" else "model.safetensors")
+    elif weights == "raw":
+        raise ValueError(f"{path} is not a run folder: only a run's checkpoint keeps the raw training weights")
+    elif os.path.isfile(os.path.join(path, "model.safetensors")):
+        weights_file = os.path.join(path, "model.safetensors")
+    else:
+        raise FileNotFoundError(f"{path} holds no checkpoint: expected a run folder (config.json + checkpoint/) "
+                                f"or a weights folder (model.safetensors + config.json)")
+    config_path = os.path.join(path, "config.json")
+    if not os.path.isfile(config_path):
+        raise FileNotFoundError(f"{path} has weights but no config.json")
+    verify_folder(path)   # a weights folder's SHA256SUMS, where it has one
+    config = read_config(config_path)
+    check_config(config, config_path)
+    net, diffusion = build(config, device)
+    load_weights(net, weights_file, device)
+    return net.eval().requires_grad_(False), diffusion, config
+
+
+def export_weights(run_dir: str, out_dir: str) -> str:
+    """Write a weights folder: model.safetensors (the EMA weights), config.json, training.json (a summary of the
+    run's log) and SHA256SUMS (sha256sum format)."""
+    ckpt = checkpoint_dir(run_dir)
+    if ckpt is None:
+        raise FileNotFoundError(f"{run_dir} holds no checkpoint to export")
+    if os.path.exists(out_dir) and os.listdir(out_dir):
+        raise FileExistsError(f"{out_dir} is not empty: choose another folder for the weights")
+    config = read_config(os.path.join(run_dir, "config.json"))
+    check_config(config, os.path.join(run_dir, "config.json"))
+    state = torch.load(os.path.join(ckpt, "state.pt"), map_location="cpu", weights_only=False)
+    exported = {"model": config["model"], "diffusion": config["diffusion"],
+                "data": {k: v for k, v in config["data"].items() if k != "shards"},
+                "train": dict(config["train"], step=state["step"], samples=state["samples"])}
+    summary = training_summary(run_dir)   # read before the temporary folder exists: nothing to clean if it fails
+    parent = os.path.dirname(os.path.abspath(out_dir))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".weights-", dir=parent)
+    try:
+        os.chmod(tmp, 0o755)
+        shutil.copyfile(os.path.join(ckpt, "ema.safetensors"), os.path.join(tmp, "model.safetensors"))
+        write_json_atomic(os.path.join(tmp, "config.json"), exported)
+        write_json_atomic(os.path.join(tmp, "training.json"), summary)
+        names = ("model.safetensors", "config.json", "training.json")
+        sums = "".join(f"{sha256_file(os.path.join(tmp, n))}  {n}\n" for n in names)
+        with open(os.path.join(tmp, "SHA256SUMS"), "w") as f:
+            f.write(sums)
+        if os.path.isdir(out_dir):
+            os.rmdir(out_dir)  # empty, checked above
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir

@@ -1,4 +1,5 @@
 """View pairs streamed from webdataset shards: shard lists, decoding, object split, shuffling and batching."""
+import dataclasses
 import glob
 import itertools
 import json
@@ -10,6 +11,7 @@ import urllib.error
 import urllib.request
 import warnings
 from collections import Counter
+from dataclasses import dataclass
 
 import braceexpand
 import torch
@@ -17,14 +19,32 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from webdataset.gopen import gopen
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
+from datasets.camera import camera_of
 from datasets.images import load_image, to_tensor
 from datasets.split import in_split
-from model.dit import camera_vector
+from render.shards import uid_of_key   # the key format is declared where shards are written
 
 URL_PATTERN = re.compile(r"^([a-z][a-z0-9+.-]*://|pipe:)", re.IGNORECASE)
 SKIPPED = Counter()  # distinct corrupt shards and samples skipped by this process ("shards", "samples")
 SKIPPED_NAMES = {"shards": {}, "samples": {}}  # their names, in order (dicts as ordered sets): each counts once
 URL_TIMEOUT_S = 60  # an http(s) shard whose server sends nothing for this long is skipped
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Which pairs to read and how to decode them: shards (a folder, glob, {a..b} pattern or URL, or a list of
+    them), the image side, the background behind transparent pixels, and the split by object."""
+    shards: object
+    image_size: int
+    background: object = "white"
+    split: str = "all"           # "all", "train" or "val" (see datasets.split)
+    val_fraction: float = 0.05
+
+    @classmethod
+    def of_run(cls, config: dict, split: str) -> "DataSpec":
+        """The `split` pairs of a run's (or weights folder's) config, at its model's image size."""
+        data = config["data"]
+        return cls(data["shards"], config["model"]["image_size"], data["background"], split, data["val_fraction"])
 
 
 class SkippedDataWarning(UserWarning):
@@ -96,16 +116,9 @@ def _image_field(sample: dict, name: str) -> bytes:
 def read_meta(sample: dict) -> dict:
     """Parse the json field of a raw shard sample; the uid falls back to the key without its pair suffix."""
     meta = json.loads(sample["json"].decode("utf-8"))
-    meta.setdefault("uid", sample["__key__"].rsplit("_", 1)[0])
+    meta.setdefault("uid", uid_of_key(sample["__key__"]))
     meta["uid"] = str(meta["uid"])
     return meta
-
-
-def camera_of(meta: dict) -> torch.Tensor:
-    """Relative camera of a pair as the model expects it: [sin da, cos da, sin de, cos de]."""
-    def elevation(view):
-        return (meta.get(view) or {}).get("elevation_deg") or 0.0
-    return camera_vector(float(meta.get("delta_azimuth_deg") or 0.0), elevation("tgt") - elevation("src"))
 
 
 def decode_pair(sample: dict, meta: dict, image_size: int, background) -> dict:
@@ -158,10 +171,11 @@ def _decoded(raw, image_size, background):
             _skip("samples", f"{sample['__key__']} in {sample.get('__url__')}", e)
 
 
-def iter_pairs(spec, image_size, background="white", split="all", val_fraction=0.05):
-    """Every pair of the shards (one pass, shard order then file order, no shuffling) as tensors and metadata."""
-    in_split("", split, val_fraction)  # validate the arguments before touching any file
-    yield from _decoded(_raw_samples(resolve_shards(spec), split, val_fraction), image_size, background)
+def iter_pairs(data: DataSpec):
+    """Every pair of the data (one pass, shard order then file order, no shuffling) as tensors and metadata."""
+    in_split("", data.split, data.val_fraction)  # validate the arguments before touching any file
+    yield from _decoded(_raw_samples(resolve_shards(data.shards), data.split, data.val_fraction), data.image_size,
+                        data.background)
 
 
 def _slot():
@@ -220,10 +234,10 @@ def _batches(pairs, batch_size, reader, shards=()):
 class PairStream(IterableDataset):
     """An endless stream of training batches; every worker of every rank reads its own part of each epoch."""
 
-    def __init__(self, shards, image_size, batch_size, background, split, val_fraction, seed, shuffle_buffer):
+    def __init__(self, data: DataSpec, batch_size, seed, shuffle_buffer):
         super().__init__()
-        self.shards, self.image_size, self.batch_size = shards, image_size, batch_size
-        self.background, self.split, self.val_fraction = background, split, val_fraction
+        self.shards, self.image_size, self.batch_size = list(data.shards), data.image_size, batch_size
+        self.background, self.split, self.val_fraction = data.background, data.split, data.val_fraction
         self.seed, self.shuffle_buffer = seed, shuffle_buffer
 
     def _epochs(self, slot, slots):
@@ -271,17 +285,15 @@ def _worker_init(_):
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def make_loader(spec, image_size, batch_size, background="white", split="train", val_fraction=0.05,
-                workers=2, seed=0, shuffle_buffer=1000):
+def make_loader(data: DataSpec, batch_size, workers=2, seed=0, shuffle_buffer=1000):
     """An endless iterable of batches {"src", "tgt": [B,3,H,W] in [-1,1], "camera": [B,4]} for training.
 
     Shards are reshuffled every epoch and split across DataLoader workers and distributed ranks; samples are mixed
     through a buffer of `shuffle_buffer` raw samples (<= 1 keeps the shard order: deterministic, for tests).
     No flips or other augmentation: a mirrored pair would teach the opposite turn direction.
     """
-    in_split("", split, val_fraction)
-    shards = resolve_shards(spec)
-    stream = PairStream(shards, image_size, batch_size, background, split, val_fraction, seed, shuffle_buffer)
+    in_split("", data.split, data.val_fraction)
+    stream = PairStream(dataclasses.replace(data, shards=resolve_shards(data.shards)), batch_size, seed, shuffle_buffer)
     return DataLoader(stream, batch_size=None, num_workers=workers, worker_init_fn=_worker_init,
                       persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None,
                       generator=torch.Generator().manual_seed(seed))

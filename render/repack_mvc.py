@@ -4,13 +4,12 @@ import os
 import re
 from pathlib import Path
 
-from render.repack import RepackTask, check_size, existing_dir, listing, photo_json, photo_view, run_repack
+from render.repack import REPACK_DEFAULTS, RepackTask, check_size, existing_dir, listing, photo_json, photo_view, run_repack
 
 # <styleId>-<view>-4x.jpg, the file names of the Zappos URLs MVC lists; views are p, 1, 2, 3, 4, 5, 7
 MVC_NAME = re.compile(r"^(?P<style>.+)-(?P<view>[A-Za-z0-9]+)-4x\.jpe?g$", re.IGNORECASE)
 # record fields that may hold the style id of the file names (tried in order; the first that names an item wins)
 ID_FIELDS = ("styleId", "style_id", "style", "id", "itemId", "item_id", "productId", "itemN")
-NOMINAL_DELTA_DEG = 60.0   # MVC records no angles; the original project used its 1 -> 3 pairs as the 60-degree turn
 
 
 def find_mvc_images(root):
@@ -79,8 +78,9 @@ def load_metadata(path, styles):
             for style, records in grouped.items()}
 
 
-def repack_mvc(root, out, cond_view="1", target_view="3", size=256, metadata=None, delta_deg=NOMINAL_DELTA_DEG,
-               workers=None, shard_size=1000):
+def repack_mvc(root, out, cond_view=REPACK_DEFAULTS["cond_view"], target_view=REPACK_DEFAULTS["target_view"],
+               size=REPACK_DEFAULTS["size"], metadata=None, delta_deg=REPACK_DEFAULTS["delta_deg"], workers=None,
+               shard_size=REPACK_DEFAULTS["shard_size"]):
     """Pair each MVC item's condition view with its target view and write the pairs as shards in `out`."""
     check_size(size)
     root = existing_dir(root, "MVC folder")

@@ -2,7 +2,7 @@
 import hashlib
 import re
 
-from render.repack import (IMAGE_SUFFIXES, RepackTask, check_size, existing_dir, listing, photo_json, photo_view,
+from render.repack import (IMAGE_SUFFIXES, REPACK_DEFAULTS, RepackTask, check_size, existing_dir, listing, photo_json, photo_view,
                            run_repack)
 from render.shards import sanitise_uid
 
@@ -44,7 +44,8 @@ def ring_pairs(uid, folder, images, step_deg, size):
     return pairs
 
 
-def repack_ring(root, out, step_deg=60.0, size=256, workers=None, shard_size=1000):
+def repack_ring(root, out, step_deg=REPACK_DEFAULTS["step_deg"], size=REPACK_DEFAULTS["size"], workers=None,
+                shard_size=REPACK_DEFAULTS["shard_size"]):
     """Write every consecutive view pair of each ring folder under `root` as shards in `out`."""
     check_size(size)
     if not 0 < step_deg < 360:
