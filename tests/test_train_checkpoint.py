@@ -92,3 +92,45 @@ def test_ema_half_life_and_warm_up():
     for seen in range(1000, 11000, 1000):
         ema.update(net, seen, 1000)
     assert torch.allclose(ema.model.weight, torch.ones(2, 2), atol=2e-3)  # 10 half-lives: within 1/1024
+
+
+def test_init_from_starts_a_new_run_from_the_given_weights(run, tmp_path):
+    source, _, _ = load_for_inference(run)
+    data = write_shards(tmp_path / "d", objects=2, pairs=1, per_shard=2)
+    common = dict(preset="tiny", steps=1, batch_size=2, workers=0, sample_every=0, progress=False, seed=1,
+                  lr=1e-12, warmup_steps=0)
+    train(data, tmp_path / "tuned", init_from=str(run), **common)
+    train(data, tmp_path / "fresh", **common)
+    tuned, _, config = load_for_inference(tmp_path / "tuned")
+    fresh, _, _ = load_for_inference(tmp_path / "fresh")
+    gap = lambda a, b: max((x - y).abs().max().item() for x, y in zip(a.state_dict().values(),
+                                                                      b.state_dict().values()))
+    assert gap(tuned, source) < 1e-6 < 1e-2 < gap(fresh, source)
+    assert config["train"]["init_from"] == str(run)   # the resolved config records where it started
+    with pytest.raises(ValueError, match="another architecture"):
+        train(data, tmp_path / "deeper", init_from=str(run), overrides=["depth=1"], **common)
+    with pytest.raises(ValueError, match="no such run or weights folder"):
+        train(data, tmp_path / "typo", init_from=str(tmp_path / "nowhere"), **common)
+    train(data, tmp_path / "grown", init_from=str(run), image_size=64, overrides=["patch_size=8"], **common)
+    grown, _, config = load_for_inference(tmp_path / "grown")
+    assert (config["model"]["image_size"], tuple(grown.x_embed.weight.shape[-2:])) == (64, (8, 8))
+    assert torch.equal(grown.blocks[0].mlp.fc1.weight, source.blocks[0].mlp.fc1.weight)  # the transformer carries over
+
+
+def test_grown_model_is_the_old_one_upsampled():
+    """Images and patches 2x larger on the same token grid: on a 2x2-block image the grown model's output is the
+    old model's output with each pixel doubled, so a 64 px run starts where the 32 px model stands."""
+    from model.dit import DiTConfig, StreamDiT
+    from train.weights import grow_patches
+    torch.manual_seed(0)
+    old = StreamDiT(DiTConfig(image_size=8, patch_size=2, hidden_size=32, depth=1, num_heads=2)).eval()
+    for p in old.parameters():   # the zero-initialised output layers would make the check trivial
+        torch.nn.init.normal_(p, std=0.1)
+    grown = StreamDiT(DiTConfig(image_size=16, patch_size=4, hidden_size=32, depth=1, num_heads=2)).eval()
+    grown.load_state_dict(grow_patches(old.state_dict(), 2, 2, old.out_channels))
+    x, cond, t = torch.randn(2, 3, 8, 8), torch.randn(2, 3, 8, 8), torch.tensor([10, 500])
+    up = lambda a: a.repeat_interleave(2, -2).repeat_interleave(2, -1)
+    with torch.no_grad():
+        want, got = up(old(x, t, cond)), grown(up(x), t, up(cond))
+    assert want.abs().mean() > 0.05
+    assert torch.allclose(got, want, atol=1e-5)

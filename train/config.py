@@ -10,7 +10,7 @@ from model.presets import get_preset
 from train.defaults import DATA_DEFAULTS, LR_BY_PRESET, TRAIN_DEFAULTS
 
 # These define the run: changing them on --resume would train a different model on different data.
-FIXED_ON_RESUME = ("preset", "background", "val_fraction")
+FIXED_ON_RESUME = ("preset", "background", "val_fraction", "init_from")
 PRECISIONS = ("auto", "fp32", "bf16")
 # The turn of runs and weights that predate recording it: every shard then held 60-degree pairs.
 DEFAULT_TURN_DEG = 60.0
@@ -171,6 +171,9 @@ def validate(config: dict) -> None:
             check_number(name, t.get(name), integer, least, inclusive)
     if t["compile"] not in (True, False, "auto"):
         raise ValueError(f"compile must be true, false or auto, got {t['compile']!r}")
+    init = t.get("init_from")
+    if init is not None and not (str(init).startswith(("http://", "https://")) or os.path.isdir(init)):
+        raise ValueError(f"--init-from {init}: no such run or weights folder")
     background_rgb(config["data"]["background"])
     resolve_shards(config["data"]["shards"])  # fail now, not after building the model
     if not isinstance(config["data"]["val_fraction"], (int, float)) or not 0 <= config["data"]["val_fraction"] < 1:

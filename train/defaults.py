@@ -22,6 +22,7 @@ TRAIN_DEFAULTS = {
     "sample_every": 1000,      # steps; 0 = only at the end
     "sample_steps": 10,        # DDIM steps of the periodic sample grids (cheap previews)
     "max_minutes": None,
+    "init_from": None,         # a run or weights folder whose weights a new run starts from (fine-tuning)
 }
 DATA_DEFAULTS = {"background": "white", "val_fraction": 0.05}
 # Learning rates that trained these sizes: the original's Adam rate for the seed size, the CPU prototype's for D <= 256.

@@ -25,7 +25,7 @@ from train.grid import save_grid
 from train.logs import RunLog, summarize
 from train.runlock import RunLock
 from train.startup import startup_line
-from train.weights import build
+from train.weights import build, init_from
 
 PREVIEW_PAIRS = 4  # rows of the periodic sample grids
 
@@ -205,6 +205,8 @@ class Trainer:
         self.d, self.config, self.out, self.t = d, config, out, config["train"]
         seed_everything(self.t["seed"] + d.rank)  # ranks draw different noise and condition dropout
         self.net, self.diffusion = build(config, d.device)
+        if self.t.get("init_from") and not resumable:   # before the EMA copy, so both start from those weights
+            init_from(self.net, self.t["init_from"], config["model"])
         self.net.train()
         self.ema = EMA(self.net, self.t["ema_halflife"], self.t["ema_rampup"])
         self.opt = make_optimizer(self.net, self.t, d.device)

@@ -203,6 +203,38 @@ def load_for_inference(path: str, device="cpu", weights="ema"):
     return net.eval().requires_grad_(False), diffusion, config
 
 
+def init_from(net, path: str, model_config: dict) -> None:
+    """Start a new run from another's weights (fine-tuning): a run folder's EMA weights or a weights folder (local
+    or URL). Their architecture must be the new run's, or the same with images and patches both k times larger
+    (grown by grow_patches); fields a stored config carries beyond it (at values this version accepts) are ignored."""
+    source, _, config = load_for_inference(resolve_checkpoint(path), device="cpu")
+    old = config["model"]
+    differ = [f"{k} {old.get(k)} vs {v}" for k, v in model_config.items() if old.get(k) != v]
+    state = source.state_dict()
+    factor = model_config["patch_size"] // old["patch_size"]
+    if {d.split()[0] for d in differ} <= {"image_size", "patch_size"} and factor > 1 \
+            and model_config["patch_size"] == factor * old["patch_size"] \
+            and model_config["image_size"] == factor * old["image_size"]:
+        state, differ = grow_patches(state, factor, old["patch_size"], net.out_channels), []
+    if differ:
+        raise ValueError(f"--init-from {path} is another architecture than this run's: {'; '.join(differ)}")
+    net.load_state_dict(state)
+
+
+def grow_patches(state: dict, k: int, patch: int, out_channels: int) -> dict:
+    """A model's weights for images and patches k times larger on the same token grid: each new patch embeds as
+    the old one did the k x k average of its pixels, and each old output pixel fills a k x k block. So the grown
+    model starts as upsample(old(downsample(x))) and every transformer weight carries over unchanged."""
+    state = dict(state)
+    for name in ("x_embed.weight", "cond_embed.weight"):          # [D, C, p, p] -> [D, C, kp, kp]
+        state[name] = state[name].repeat_interleave(k, 2).repeat_interleave(k, 3) / (k * k)
+    for name in ("final.linear.weight", "final.linear.bias"):     # rows ordered (row, col, channel) of the patch
+        w = state[name]
+        w = w.reshape(patch, patch, out_channels, *w.shape[1:])
+        state[name] = w.repeat_interleave(k, 0).repeat_interleave(k, 1).reshape(-1, *w.shape[3:])
+    return state
+
+
 def export_weights(run_dir: str, out_dir: str) -> str:
     """Write a weights folder: model.safetensors (the EMA weights), config.json, training.json (a summary of the
     run's log) and SHA256SUMS (sha256sum format)."""
