@@ -127,10 +127,14 @@ def test_grown_model_is_the_old_one_upsampled():
     for p in old.parameters():   # the zero-initialised output layers would make the check trivial
         torch.nn.init.normal_(p, std=0.1)
     grown = StreamDiT(DiTConfig(image_size=16, patch_size=4, hidden_size=32, depth=1, num_heads=2)).eval()
-    grown.load_state_dict(grow_patches(old.state_dict(), 2, 2, old.out_channels))
+    grown.load_state_dict(grow_patches(old.state_dict(), 2, 2, old.out_channels, grown.state_dict()))
     x, cond, t = torch.randn(2, 3, 8, 8), torch.randn(2, 3, 8, 8), torch.tensor([10, 500])
     up = lambda a: a.repeat_interleave(2, -2).repeat_interleave(2, -1)
     with torch.no_grad():
         want, got = up(old(x, t, cond)), grown(up(x), t, up(cond))
     assert want.abs().mean() > 0.05
     assert torch.allclose(got, want, atol=1e-5)
+    detail = torch.randn(2, 3, 16, 16)
+    detail -= up(torch.nn.functional.avg_pool2d(detail, 2))   # zero mean in each 2x2 block
+    with torch.no_grad():   # ...while the tokens see detail within a block (no saddle for training to sit at)
+        assert (grown.x_embed(up(x) + detail) - grown.x_embed(up(x))).abs().mean() > 1e-2

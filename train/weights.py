@@ -215,19 +215,23 @@ def init_from(net, path: str, model_config: dict) -> None:
     if {d.split()[0] for d in differ} <= {"image_size", "patch_size"} and factor > 1 \
             and model_config["patch_size"] == factor * old["patch_size"] \
             and model_config["image_size"] == factor * old["image_size"]:
-        state, differ = grow_patches(state, factor, old["patch_size"], net.out_channels), []
+        state, differ = grow_patches(state, factor, old["patch_size"], net.out_channels, net.state_dict()), []
     if differ:
         raise ValueError(f"--init-from {path} is another architecture than this run's: {'; '.join(differ)}")
     net.load_state_dict(state)
 
 
-def grow_patches(state: dict, k: int, patch: int, out_channels: int) -> dict:
-    """A model's weights for images and patches k times larger on the same token grid: each new patch embeds as
-    the old one did the k x k average of its pixels, and each old output pixel fills a k x k block. So the grown
-    model starts as upsample(old(downsample(x))) and every transformer weight carries over unchanged."""
+def grow_patches(state: dict, k: int, patch: int, out_channels: int, fresh: dict) -> dict:
+    """A model's weights for images and patches k times larger on the same token grid. Each new patch embeds its
+    k x k block averages as the old one embedded its pixels, and each old output pixel fills a k x k block, so on
+    block-constant images the grown model is the old one upsampled; every transformer weight carries over.
+    The embeddings also take the fresh initialisation's detail within each block (zero on a constant block): without
+    it no within-block detail reaches the tokens or the output's gradient, and training sits at that saddle."""
     state = dict(state)
     for name in ("x_embed.weight", "cond_embed.weight"):          # [D, C, p, p] -> [D, C, kp, kp]
-        state[name] = state[name].repeat_interleave(k, 2).repeat_interleave(k, 3) / (k * k)
+        up = lambda w: w.repeat_interleave(k, 2).repeat_interleave(k, 3)
+        block_mean = torch.nn.functional.avg_pool2d(fresh[name], k)
+        state[name] = up(state[name]) / (k * k) + fresh[name] - up(block_mean)
     for name in ("final.linear.weight", "final.linear.bias"):     # rows ordered (row, col, channel) of the patch
         w = state[name]
         w = w.reshape(patch, patch, out_channels, *w.shape[1:])
