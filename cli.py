@@ -11,7 +11,7 @@ from render.views import RenderSettings   # the render defaults, declared once (
 from train import defaults as D             # every other default, declared once (imports nothing)
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True, "max_content_width": 110}
-PRESET_NAMES = ("tiny", "demo", "small", "seed")   # model/presets.py's PRESETS (importing it would import torch)
+PRESET_NAMES = ("tiny", "demo", "demo64", "small", "seed")   # model/presets.py's PRESETS (importing it would import torch)
 USER_OSERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, FileExistsError, PermissionError)
 # The machine's state rather than a bug: full disk, quota, read-only disk, file too big for the file system.
 DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)

@@ -31,7 +31,7 @@ from train.ema import EMA  # noqa: E402
 from train.loop import make_optimizer  # noqa: E402
 from train.memory import rss_bytes  # noqa: E402
 
-BATCH = {"tiny": 32, "demo": 32, "small": 32, "seed": 8}
+BATCH = {"tiny": 32, "demo": 32, "demo64": 32, "small": 32, "seed": 8}
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
@@ -187,7 +187,7 @@ def profile(preset: str, precision: str, device, rows: int = 15):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--presets", nargs="+", default=["demo", "small", "seed"])
+    parser.add_argument("--presets", nargs="+", default=["demo", "demo64", "small", "seed"])
     parser.add_argument("--precisions", nargs="+", choices=list(DTYPES), default=None,
                         help="default: the one --precision auto picks here (bf16 on CUDA and CPUs with AMX/AVX512-BF16)")
     parser.add_argument("--paths", nargs="+", choices=["eager", "default"], default=["eager", "default"])

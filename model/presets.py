@@ -1,4 +1,4 @@
-"""Named model sizes: `seed` (the original's sizes), `small`, `demo` (CPU reference model) and `tiny` (tests)."""
+"""Named model sizes: `seed` (the original's sizes), `small`, `demo` and `demo64` (CPU reference models) and `tiny` (tests)."""
 
 import dataclasses
 import json
@@ -17,6 +17,10 @@ PRESETS = {
     # equal-minute study (docs/study.md).
     "demo": (DiTConfig(image_size=32, patch_size=4, hidden_size=192, depth=6, num_heads=3, cond_depth=1),
              DiffusionConfig(schedule="cosine", prediction="v")),
+    # `demo` at 64 px with patch 8: the same 64 tokens, so a step costs about a `demo` step, and `train --init-from`
+    # grows a `demo` model into it (train/weights.py grow_patches). The shipped reference.
+    "demo64": (DiTConfig(image_size=64, patch_size=8, hidden_size=192, depth=6, num_heads=3, cond_depth=1),
+               DiffusionConfig(schedule="cosine", prediction="v")),
     # Tests and checks: a training step takes milliseconds; the shipped presets' paths at the smallest size.
     "tiny": (DiTConfig(image_size=32, patch_size=4, hidden_size=64, depth=2, num_heads=2, cond_depth=1),
              DiffusionConfig(schedule="cosine", prediction="v")),

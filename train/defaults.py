@@ -26,7 +26,7 @@ TRAIN_DEFAULTS = {
 }
 DATA_DEFAULTS = {"background": "white", "val_fraction": 0.05}
 # Learning rates that trained these sizes: the original's Adam rate for the seed size, the CPU prototype's for D <= 256.
-LR_BY_PRESET = {"seed": 2.5e-4, "small": 5e-4, "demo": 1e-3, "tiny": 1e-3}
+LR_BY_PRESET = {"seed": 2.5e-4, "small": 5e-4, "demo": 1e-3, "demo64": 1e-3, "tiny": 1e-3}
 
 # Sampling (sample, evaluate, serve, the demo and bench): the best of bench/sampler_grid.py on the reference model's
 # held-out objects (docs/study.md). Few ancestral steps scored best on mask IoU and PSNR at this model's stage.
