@@ -147,6 +147,25 @@ def test_bad_uploads_are_refused_and_the_server_keeps_serving(server, client, tm
     assert job(client, EXAMPLES[0], steps=2)[0]   # still serving
 
 
+def test_plain_form_and_turn_route_work_without_javascript(server, tmp_path):
+    """The page's HTML carries a working upload form (for browsers without JavaScript and for scripts): it posts
+    to /turn, which answers with the turned view as a PNG, or with the page's message and a 4xx."""
+    page = httpx.get(server["url"]).text
+    form = re.search(r'<form method="post" action="turn" enctype="multipart/form-data">.*?</form>', page)
+    assert form and '<input type="file" name="image"' in form.group(0)
+    assert page.index("<body") < page.index(form.group(0)) < page.index("</body>")
+    turned = httpx.post(server["url"] + "turn", files={"image": EXAMPLES[0].read_bytes()}, timeout=120)
+    assert turned.status_code == 200 and turned.headers["content-type"] == "image/png"
+    image = tmp_path / "turned.png"
+    image.write_bytes(turned.content)
+    assert pixels(image).std() > 1   # an image, not a blank
+    refused = httpx.post(server["url"] + "turn", files={"image": b"just some text"})
+    assert (refused.status_code, refused.text) == (400, "Not an image: upload a PNG, JPEG, WebP, BMP, GIF or TIFF file.")
+    assert httpx.post(server["url"] + "turn", files={"picture": b"x"}).status_code == 400
+    big = httpx.post(server["url"] + "turn", files={"image": b"\0" * (11 * 2**20)})
+    assert big.status_code == 413
+
+
 def test_no_route_reads_or_reveals_server_paths(server):
     outside = [ROOT / "README.md", ROOT / "no-such-file.md", Path("/etc/hostname"), Path("/no/such/file")]
     answers = {(r.status_code, r.text.replace(str(p), "P"))

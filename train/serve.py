@@ -32,6 +32,12 @@ RESULT_TTL_S = 3600                                   # uploads and results are 
 IMAGE_PX, EXAMPLES_PX, DOWNLOADS_PX = 320, 110, 200   # heights of the image boxes, the examples, the downloads
 POLL_S = 0.25                                         # how often a running job lets Gradio notice a cancel
 ABANDONED_S = 5.0                                     # a job Gradio has not resumed for this long was cancelled
+# Served in the page's HTML itself, so a browser without JavaScript (or a script reading the page) finds a working
+# upload: the form posts to /turn, which answers with the turned view as a PNG.
+PLAIN_FORM = ('<noscript><form method="post" action="turn" enctype="multipart/form-data">'
+              '<p>Without JavaScript: choose an image of one object and get its turned view (PNG, default settings).</p>'
+              '<input type="file" name="image" accept="image/*" required> <button type="submit">Turn</button>'
+              '</form></noscript>')
 
 
 class JobCancelled(Exception):
@@ -223,6 +229,98 @@ def build_page(net, diffusion, config, checkpoint_name, jobs_dir, max_jobs):
     return page
 
 
+class PlainTurn:
+    """POST /turn: one uploaded image (form field `image`) -> its turned view as a PNG, with the page's default
+    settings. Used by the page's no-JavaScript form and by scripts (`curl -F image=@photo.png .../turn`). The same
+    checks as the page's uploads; refusals are HTTP 4xx with the page's message, a full house is 503."""
+
+    def __init__(self, net, diffusion, config, jobs_dir, max_jobs):
+        self.net, self.diffusion, self.config, self.jobs_dir = net, diffusion, config, jobs_dir
+        self.size, self.background = config["model"]["image_size"], config["data"].get("background", "white")
+        self.slots = threading.BoundedSemaphore(max_jobs)
+
+    def turned_png(self, data: bytes, name: str) -> bytes:
+        """The blocking part (run in a worker thread): check, prepare, sample, encode."""
+        import io
+        prune_jobs(self.jobs_dir)
+        out = Path(tempfile.mkdtemp(dir=self.jobs_dir))
+        upload = out / ("upload" + Path(name).suffix.lower()[:8])
+        upload.write_bytes(data)
+        check_upload(upload)
+        cond, _ = prepare_input(upload, self.size, self.background)
+        result, _, _ = run_sampling(self.net, self.diffusion, self.config, cond, steps=DEFAULT_STEPS,
+                                    cfg_scale=DEFAULT_CFG, seed=DEFAULT_SEED, views=1, bar=NoBar(), out=out,
+                                    stem="image")
+        buffer = io.BytesIO()
+        result.save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    async def __call__(self, request):
+        from starlette.concurrency import run_in_threadpool
+        from starlette.responses import PlainTextResponse, Response
+        length = request.headers.get("content-length", "")
+        if not length.isdigit():
+            return PlainTextResponse("Send the image as a multipart form with a Content-Length.", 411)
+        if int(length) > MAX_UPLOAD_BYTES + 64 * 1024:   # the form's own bytes beside the file
+            return PlainTextResponse(f"The file is larger than {MAX_UPLOAD_BYTES // 2**20} MB.", 413)
+        try:
+            form = await request.form(max_files=1, max_fields=1)
+            upload = form.get("image")
+            data = await upload.read() if hasattr(upload, "read") else None
+        except Exception:
+            data = None
+        if data is None:
+            return PlainTextResponse("Send the image as the multipart form field 'image'.", 400)
+        if not self.slots.acquire(blocking=False):
+            return PlainTextResponse("Busy: every job slot is taken. Try again shortly.", 503)
+        try:
+            png = await run_in_threadpool(self.turned_png, data, upload.filename or "image")
+        except ValueError as e:
+            return PlainTextResponse(str(e), 413 if "larger than" in str(e) else 400)
+        finally:
+            self.slots.release()
+        return Response(png, media_type="image/png",
+                        headers={"Content-Disposition": 'inline; filename="image_turned.png"'})
+
+
+class NoBar:
+    """A progress bar nobody watches (the plain route's jobs)."""
+
+    def update(self, k=1):
+        pass
+
+
+def with_plain_form(html: bytes) -> bytes:
+    """The page's HTML with PLAIN_FORM as the first thing in its body."""
+    start = html.find(b"<body")
+    end = html.find(b">", start) + 1 if start >= 0 else 0
+    return html[:end] + PLAIN_FORM.encode() + html[end:] if end else html
+
+
+def plain_app(turn: PlainTurn):
+    """The FastAPI app Gradio's page is mounted in: /turn, and the plain form inserted into the page's HTML."""
+    from fastapi import FastAPI, Request
+    from starlette.responses import Response
+
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.post("/turn", include_in_schema=False)
+    async def turn_route(request: Request):
+        return await turn(request)
+
+    @app.middleware("http")
+    async def insert_form(request, call_next):
+        response = await call_next(request)
+        if request.method != "GET" or request.url.path != "/" or \
+                not response.headers.get("content-type", "").startswith("text/html"):
+            return response
+        body = b"".join([chunk async for chunk in response.body_iterator])
+        headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+        return Response(with_plain_form(body), status_code=response.status_code, headers=headers)
+
+    return app
+
+
 def private_workspace():
     """A private (0700) temporary folder for uploads and results, removed at exit (SIGTERM included)."""
     root = Path(tempfile.mkdtemp(prefix="dit-nvs-serve-"))
@@ -263,9 +361,13 @@ def serve(checkpoint=None, host=DEFAULT_HOST, port=DEFAULT_PORT, max_jobs=DEFAUL
     page.queue(max_size=QUEUE_SIZE, default_concurrency_limit=max_jobs)
     print(f"serving {path} on http://{host}:{port} (uploads and results under {root}, removed at exit)",
           file=sys.stderr)
-    page.launch(server_name=host, server_port=port, share=False, debug=False, inbrowser=False,
-                show_error=False,                  # only our gr.Error messages reach the page, never a traceback
-                max_file_size=MAX_UPLOAD_BYTES, allowed_paths=[str(EXAMPLES_DIR)],
-                footer_links=[], ssr_mode=False, pwa=False, mcp_server=False,
-                # system fonts: the default theme would fetch its fonts from Google
-                theme=gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]))
+    app = gr.mount_gradio_app(
+        plain_app(PlainTurn(net, diffusion, config, root / "jobs", max_jobs)), page, path="/",
+        server_name=host, server_port=port,
+        show_error=False,                  # only our gr.Error messages reach the page, never a traceback
+        max_file_size=MAX_UPLOAD_BYTES, allowed_paths=[str(EXAMPLES_DIR)],
+        footer_links=[], ssr_mode=False, pwa=False, mcp_server=False,
+        # system fonts: the default theme would fetch its fonts from Google
+        theme=gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]))
+    import uvicorn
+    uvicorn.run(app, host=host, port=port, log_level="warning")   # never debug or reload
