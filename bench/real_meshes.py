@@ -1,6 +1,8 @@
 """A real-mesh validation set of our own: robosuite's household objects, converted to GLB and rendered into shards.
 
 Run: .venv/bin/python bench/real_meshes.py [--out ~/valsets/real64] [--size 64] [--pairs-per-object 8]
+     .venv/bin/python bench/real_meshes.py --figure docs/images/reference_real_meshes.png [--checkpoint C]
+     (the second draws one pair per object of --out through a model: input | generated | true)
 
 Steps (each skipped when its output exists, so a rerun costs nothing):
 1. `pip download --no-deps robosuite==1.5.2` into --cache (default ~/.cache/dit-nvs/real-meshes; 157 MB).
@@ -167,6 +169,32 @@ def _geom_mesh(geom, meshes, folder):
     return None
 
 
+def figure(data, out, checkpoint=None, pair=1):
+    """One pair per object of the set (its `pair`-th), turned by the model with the sampling defaults."""
+    import torch
+    from tqdm import tqdm
+    sys.path.insert(0, str(ROOT))
+    from datasets.stream import DataSpec, iter_pairs
+    from train import defaults as D
+    from train.grid import grid_image
+    from train.sample import make_generator
+    from train.weights import load_for_inference, resolve_checkpoint
+
+    net, diffusion, config = load_for_inference(resolve_checkpoint(checkpoint))
+    chosen = {}
+    for p in iter_pairs(DataSpec(str(data), config["model"]["image_size"], config["data"]["background"])):
+        if p["key"].endswith(f"_{pair:02d}"):
+            chosen.setdefault(p["uid"], p)
+    src, tgt = (torch.stack([p[k] for p in chosen.values()]) for k in ("src", "tgt"))
+    generate = make_generator(net, diffusion, steps=D.DEFAULT_STEPS, sampler=D.DEFAULT_SAMPLER, eta=D.DEFAULT_ETA,
+                              cfg_scale=D.DEFAULT_CFG, seed=D.DEFAULT_SEED, batch_size=len(src),
+                              bar=tqdm(total=D.DEFAULT_STEPS, desc="sampling"))
+    with torch.no_grad():
+        generated = generate(src, None)
+    grid_image([("input", src), ("generated", generated), ("true", tgt)]).save(out)
+    print(f"{len(src)} objects ({', '.join(chosen)}) -> {out}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache/dit-nvs/real-meshes")
@@ -174,7 +202,11 @@ def main():
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--pairs-per-object", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--figure", type=Path, help="draw the set of --out through --checkpoint into this PNG")
+    parser.add_argument("--checkpoint", default=None, help="for --figure (default: the shipped reference)")
     args = parser.parse_args()
+    if args.figure:
+        return figure(args.out, args.figure, args.checkpoint)
     args.cache.mkdir(parents=True, exist_ok=True)
     objects = extract(download(args.cache), args.cache)
     glb = args.cache / "glb"
