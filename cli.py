@@ -235,7 +235,8 @@ def shown(name: str) -> str:
               f"{shown('background')}.")
 @click.option("--val-fraction", default=None, type=float, help=f"Objects held out for evaluate --split val {shown('val_fraction')}.")
 @click.option("--init-from", default=None, help="Start a new run from the weights of a run folder, weights folder or "
-              "URL of the same architecture (fine-tuning).")
+              "URL: the same architecture, or a 32 px demo grown to demo64 (docs/train.md) "
+              f"{shown('init_from')}.")
 @click.option("--image-size", default=None, type=int, help="Override the preset's image size (a multiple of its patch).")
 @click.option("--set", "overrides", multiple=True, metavar="NAME=VALUE",
               help="Override any model/diffusion field of the preset, e.g. --set depth=4 --set prediction=eps.")
