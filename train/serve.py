@@ -297,10 +297,38 @@ def with_plain_form(html: bytes) -> bytes:
     return html[:end] + PLAIN_FORM.encode() + html[end:] if end else html
 
 
+class PlainFormMiddleware:
+    """ASGI middleware putting PLAIN_FORM into the HTML of GET /; every other request passes untouched (a plain ASGI
+    wrapper, not BaseHTTPMiddleware, which would hide a closed tab's disconnect from Gradio's event streams)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "GET" or scope["path"] != "/":
+            return await self.app(scope, receive, send)
+        start, body = {}, []
+
+        async def insert(message):
+            if message["type"] == "http.response.start":
+                start.update(message)
+                return
+            body.append(message.get("body", b""))
+            if message.get("more_body"):
+                return
+            headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+            content = b"".join(body)
+            if any(k.lower() == b"content-type" and v.startswith(b"text/html") for k, v in headers):
+                content = with_plain_form(content)
+            await send({**start, "headers": headers + [(b"content-length", str(len(content)).encode())]})
+            await send({"type": "http.response.body", "body": content})
+
+        await self.app(scope, receive, insert)
+
+
 def plain_app(turn: PlainTurn):
     """The FastAPI app Gradio's page is mounted in: /turn, and the plain form inserted into the page's HTML."""
     from fastapi import FastAPI, Request
-    from starlette.responses import Response
 
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -308,16 +336,7 @@ def plain_app(turn: PlainTurn):
     async def turn_route(request: Request):
         return await turn(request)
 
-    @app.middleware("http")
-    async def insert_form(request, call_next):
-        response = await call_next(request)
-        if request.method != "GET" or request.url.path != "/" or \
-                not response.headers.get("content-type", "").startswith("text/html"):
-            return response
-        body = b"".join([chunk async for chunk in response.body_iterator])
-        headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
-        return Response(with_plain_form(body), status_code=response.status_code, headers=headers)
-
+    app.add_middleware(PlainFormMiddleware)
     return app
 
 
