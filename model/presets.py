@@ -18,7 +18,7 @@ PRESETS = {
     "demo": (DiTConfig(image_size=32, patch_size=4, hidden_size=192, depth=6, num_heads=3, cond_depth=1),
              DiffusionConfig(schedule="cosine", prediction="v")),
     # `demo` at 64 px with patch 8: the same 64 tokens, so a step costs about a `demo` step, and `train --init-from`
-    # grows a `demo` model into it (train/weights.py grow_patches). The shipped reference.
+    # grows a `demo` model into it (train/weights.py grow_patches). Not yet trained past copy's IoU (docs/study.md).
     "demo64": (DiTConfig(image_size=64, patch_size=8, hidden_size=192, depth=6, num_heads=3, cond_depth=1),
                DiffusionConfig(schedule="cosine", prediction="v")),
     # Tests and checks: a training step takes milliseconds; the shipped presets' paths at the smallest size.

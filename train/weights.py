@@ -209,16 +209,14 @@ def init_from(net, path: str, model_config: dict) -> None:
     (grown by grow_patches); fields a stored config carries beyond it (at values this version accepts) are ignored."""
     source, _, config = load_for_inference(resolve_checkpoint(path), device="cpu")
     old = config["model"]
-    differ = [f"{k} {old.get(k)} vs {v}" for k, v in model_config.items() if old.get(k) != v]
-    state = source.state_dict()
-    factor = model_config["patch_size"] // old["patch_size"]
-    if {d.split()[0] for d in differ} <= {"image_size", "patch_size"} and factor > 1 \
-            and model_config["patch_size"] == factor * old["patch_size"] \
-            and model_config["image_size"] == factor * old["image_size"]:
-        state, differ = grow_patches(state, factor, old["patch_size"], net.out_channels, net.state_dict()), []
+    k = max(1, model_config["patch_size"] // old["patch_size"])
+    grown = {**old, "image_size": k * old["image_size"], "patch_size": k * old["patch_size"]}
+    differ = [f"{n} {old.get(n)} vs {v}" for n, v in model_config.items() if grown.get(n) != v]
     if differ:
         raise ValueError(f"--init-from {path} is another architecture than this run's: {'; '.join(differ)}")
-    net.load_state_dict(state)
+    state = source.state_dict()
+    net.load_state_dict(state if k == 1 else grow_patches(state, k, old["patch_size"], net.out_channels,
+                                                         net.state_dict()))
 
 
 def grow_patches(state: dict, k: int, patch: int, out_channels: int, fresh: dict) -> dict:
@@ -228,8 +226,8 @@ def grow_patches(state: dict, k: int, patch: int, out_channels: int, fresh: dict
     The embeddings also take the fresh initialisation's detail within each block (zero on a constant block): without
     it no within-block detail reaches the tokens or the output's gradient, and training sits at that saddle."""
     state = dict(state)
+    up = lambda w: w.repeat_interleave(k, 2).repeat_interleave(k, 3)
     for name in ("x_embed.weight", "cond_embed.weight"):          # [D, C, p, p] -> [D, C, kp, kp]
-        up = lambda w: w.repeat_interleave(k, 2).repeat_interleave(k, 3)
         block_mean = torch.nn.functional.avg_pool2d(fresh[name], k)
         state[name] = up(state[name]) / (k * k) + fresh[name] - up(block_mean)
     for name in ("final.linear.weight", "final.linear.bias"):     # rows ordered (row, col, channel) of the patch
