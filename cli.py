@@ -222,6 +222,8 @@ def shown(name: str) -> str:
 @click.option("--warmup-steps", default=None, type=int, help=f"Linear learning-rate warm-up {shown('warmup_steps')}.")
 @click.option("--weight-decay", default=None, type=float, help=f"AdamW weight decay {shown('weight_decay')}.")
 @click.option("--grad-clip", default=None, type=float, help=f"Gradient norm clip {shown('grad_clip')}.")
+@click.option("--high-noise-share", default=None, type=float, help="Share of each batch trained at the top tenth of "
+              f"the noise levels, where few-step sampling leans on the network {shown('high_noise_share')}.")
 @click.option("--ema-halflife", default=None, type=float, help=f"EMA half-life in samples {shown('ema_halflife')}.")
 @click.option("--ema-rampup", default=None, type=float, help="EMA warm-up: the half-life is this times the samples "
               f"seen until that reaches --ema-halflife; 0 = no warm-up {shown('ema_rampup')}.")

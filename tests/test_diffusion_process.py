@@ -154,3 +154,14 @@ def test_diffusion_loss_quartiles_average_per_quarter_of_the_step_range():
     logs = diff.loss_quartiles(terms)
     assert logs == {"loss_q0": 2.0, "mse_q0": 1.0, "vb_q0": 0.0, "loss_q2": 5.0, "mse_q2": 2.0, "vb_q2": 0.0,
                     "loss_q3": 7.0, "mse_q3": 2.0, "vb_q3": 0.0}
+
+
+@pytest.mark.parametrize("share", [0.0, 0.25, 0.5])
+def test_diffusion_timesteps_put_the_asked_share_of_the_batch_in_the_top_tenth(share):
+    diff = GaussianDiffusion(DiffusionConfig())
+    torch.manual_seed(0)
+    t = diff.sample_timesteps(4000, "cpu", share)
+    assert t.min() >= 0 and t.max() < 1000
+    top = (t >= 900).float().mean().item()
+    # uniform draws put a tenth of the rest there too
+    assert abs(top - (share + 0.1 * (1 - share))) < 0.02

@@ -81,6 +81,17 @@ def test_a_crash_between_renames_keeps_the_previous_checkpoint(run, tmp_path):
     assert not (copy / "checkpoint.old").exists() and not (copy / ".checkpoint-abc").exists()
 
 
+def test_a_run_from_before_an_option_existed_resumes_with_its_old_behaviour(run, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    config = json.loads((copy / "config.json").read_text())
+    del config["train"]["high_noise_share"]      # added after such runs were started
+    (copy / "config.json").write_text(json.dumps(config))
+    summary = train(None, copy, steps=4, resume=True, progress=False)
+    assert summary["step"] == 4
+    assert json.loads((copy / "config.json").read_text())["train"]["high_noise_share"] == 0.0
+
+
 def test_ema_half_life_and_warm_up():
     net = torch.nn.Linear(2, 2)
     ema = EMA(net, halflife_samples=1000, rampup=0.1)

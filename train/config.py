@@ -125,6 +125,8 @@ def _fresh(data, options: dict, model_overrides: dict) -> dict:
 def _resumed(stored: dict, data, options: dict, model_overrides: dict) -> dict:
     """A stored run's config with the options that may change on resume (steps, time, workers, lr...) updated."""
     config = json.loads(json.dumps(stored))  # deep copy
+    for key, value in TRAIN_DEFAULTS.items():   # options added after the run started keep their old behaviour
+        config["train"].setdefault(key, value)
     for key in FIXED_ON_RESUME:
         section = "train" if key in TRAIN_DEFAULTS else "data"
         if key in options and options[key] != config[section].get(key):
@@ -148,7 +150,8 @@ NUMERIC_OPTIONS = (("steps", True, 1, True), ("batch_size", True, 1, True), ("lo
                    ("ckpt_every", True, 1, True), ("sample_every", True, 0, True), ("sample_steps", True, 1, True),
                    ("warmup_steps", True, 0, True), ("workers", True, 0, True), ("shuffle_buffer", True, 0, True),
                    ("seed", True, 0, True), ("lr", False, 0, False), ("grad_clip", False, 0, False),
-                   ("weight_decay", False, 0, True), ("ema_halflife", False, 0, True), ("ema_rampup", False, 0, True),
+                   ("weight_decay", False, 0, True), ("high_noise_share", False, 0, True),
+                   ("ema_halflife", False, 0, True), ("ema_rampup", False, 0, True),
                    ("ckpt_minutes", False, 0, False), ("max_minutes", False, 0, False))
 
 
@@ -169,6 +172,8 @@ def validate(config: dict) -> None:
     for name, integer, least, inclusive in NUMERIC_OPTIONS:
         if t.get(name) is not None or name != "max_minutes":   # max_minutes None = no time budget
             check_number(name, t.get(name), integer, least, inclusive)
+    if t["high_noise_share"] >= 1:
+        raise ValueError(f"--high-noise-share must be below 1, got {t['high_noise_share']}")
     if t["compile"] not in (True, False, "auto"):
         raise ValueError(f"compile must be true, false or auto, got {t['compile']!r}")
     init = t.get("init_from")

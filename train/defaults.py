@@ -9,6 +9,7 @@ TRAIN_DEFAULTS = {
     "weight_decay": 0.0,
     "warmup_steps": 500,
     "grad_clip": 1.0,
+    "high_noise_share": 0.0,   # share of each batch trained at the top tenth of the noise levels (few-step sampling)
     "ema_halflife": 50000,     # samples
     "ema_rampup": 0.1,
     "precision": "auto",

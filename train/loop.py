@@ -248,7 +248,8 @@ class Trainer:
         for group in self.opt.param_groups:
             group["lr"] = self.lr
         with autocast(device, self.dtype):
-            terms = self.diffusion.training_losses(self.model, tgt, src, camera=camera)
+            t = self.diffusion.sample_timesteps(tgt.shape[0], device, self.t["high_noise_share"])
+            terms = self.diffusion.training_losses(self.model, tgt, src, t=t, camera=camera)
         loss = terms["loss"].mean()
         loss_value = loss.item()
         if not math.isfinite(loss_value):
