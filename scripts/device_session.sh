@@ -19,6 +19,7 @@ DATA=${DATA:-.device/data}
 MINUTES=${MINUTES:-7}                      # leaves the 10-minute call time for start-up, export and evaluation
 BATCH=${BATCH:-256}                        # a 6M-parameter model needs a big batch to fill a GPU
 WORKERS=${WORKERS:-8}
+HIGH_NOISE=${HIGH_NOISE:-0.5}              # the reference's recipe (weights/reference/README.md)
 EVAL_PAIRS=${EVAL_PAIRS:-200}
 
 if [ "${1:-}" = pack ]; then
@@ -46,6 +47,6 @@ fi
 export PYTHONUNBUFFERED=1
 init=(); [ -z "$INIT" ] || init=(--init-from "$INIT")
 "$PY" cli.py train --preset "$PRESET" "${init[@]}" --data "$DATA" --out "$OUT/run" --steps 100000000 \
-    --max-minutes "$MINUTES" --batch-size "$BATCH" --workers "$WORKERS" --sample-every 0 --quiet 2>&1 | tee "$OUT/train.log"
+    --max-minutes "$MINUTES" --batch-size "$BATCH" --workers "$WORKERS" --high-noise-share "$HIGH_NOISE" --sample-every 0 --quiet 2>&1 | tee "$OUT/train.log"
 "$PY" cli.py export "$OUT/run" --out "$OUT/weights"
 "$PY" cli.py evaluate --checkpoint "$OUT/weights" --data "$DATA" --split val --limit "$EVAL_PAIRS" --out "$OUT/eval.json"
