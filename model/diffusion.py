@@ -208,7 +208,7 @@ class GaussianDiffusion:
     def training_losses(self, net, x0, cond, t=None, camera=None) -> dict:
         """Hybrid loss per sample: MSE on the prediction target + the VB term training only the variance."""
         if t is None:
-            t = torch.randint(0, self.num_steps, (x0.shape[0],), device=x0.device)
+            t = self.sample_timesteps(x0.shape[0], x0.device)
         noise = torch.randn_like(x0)
         x_t = self.q_sample(x0, t, noise)
         out = net(self.network_input(x_t, t), t, cond, camera=camera).float()
