@@ -93,6 +93,9 @@ def render_group():
 
 @render_group.command("procedural")
 @click.option("--count", default=200, help="Number of built-in objects.")
+@click.option("--symmetric-share", default=RenderSettings.symmetric_share,
+              help="Share of objects that are plain solids looking the same after the turn (bottles, cans, balls): "
+                   "teaches a model that such objects turn into themselves.")
 @_render_options
 def render_procedural_command(**options):
     """Render built-in procedural objects (deterministic per seed and index)."""

@@ -32,8 +32,10 @@ def render_procedural(count, out, workers=None, rank=None, world_size=None, **op
     if count < 1:
         raise ValueError(f"--count must be at least 1, got {count}")
     settings = make_settings(**options)
-    specs = [ObjectSpec(procedural_uid(settings.seed, i), "procedural", make_object, (settings.seed, i))
-             for i in range(count)]
+    if not 0 <= settings.symmetric_share <= 1:
+        raise ValueError(f"--symmetric-share must lie in [0, 1], got {settings.symmetric_share}")
+    specs = [ObjectSpec(procedural_uid(settings.seed, i), "procedural", make_object,
+                        (settings.seed, i, settings.symmetric_share)) for i in range(count)]
     return run_render_job(specs, out, settings, "procedural", workers, rank, world_size)
 
 

@@ -1,7 +1,9 @@
 """Built-in objects made from (seed, index): object-like assemblies (furniture, vessels, lamps, carts, creatures,
 cut-out shapes) with plausible materials and image-like textures, plus a share of the original primitive clusters.
 
-Every object stands on +Y and has something that shows its turn (a handle, an arm, a backrest, a label on one side).
+Every object stands on +Y and has something that shows its turn (a handle, an arm, a backrest, a label on one side),
+except the plain solids that `symmetric_share` mixes in: those look the same after a turn of 60 degrees, so a model
+trained on them learns that a bottle or a can turns into itself.
 """
 import numpy as np
 import trimesh
@@ -374,13 +376,63 @@ def cluster(rng, paint):
     return parts
 
 
+def _profile(rng, kind):
+    """(radii, heights) of a closed profile from the axis at the bottom, out, up and back to the axis at the top."""
+    h = rng.uniform(0.4, 1.4)
+    y = np.linspace(0, h, 16)
+    if kind == "bottle":
+        body, shoulder = rng.uniform(0.2, 0.35), rng.uniform(0.5, 0.75)
+        neck = body * rng.uniform(0.25, 0.45)
+        r = neck + (body - neck) * np.clip((h * 0.85 - y) / (h * (0.85 - shoulder)), 0, 1) ** 1.5
+    elif kind == "can":
+        r = np.full_like(y, rng.uniform(0.15, 0.45))
+        r[[0, -1]] *= rng.uniform(0.85, 1.0)   # a rolled rim
+    elif kind == "jar":   # a body and a wider or narrower lid
+        body = rng.uniform(0.2, 0.45)
+        r = np.where(y < h * rng.uniform(0.7, 0.85), body, body * rng.uniform(0.8, 1.1))
+    elif kind == "ball":
+        angle = np.linspace(0, np.pi, 18)[1:-1]   # the poles are the profile's own ends
+        r, y = np.sin(angle) * 0.5, (1 - np.cos(angle)) * 0.5 * rng.uniform(0.6, 1.4)
+    elif kind == "cone":
+        r = rng.uniform(0.2, 0.5) * (1 - y / h) + rng.uniform(0.0, 0.1) * y / h
+    elif kind == "top":   # a spinning top: widest partway up, a stem on top
+        widest = rng.uniform(0.3, 0.7)
+        r = rng.uniform(0.25, 0.5) * np.clip(np.minimum(y / (h * widest), (h * 0.85 - y) / (h * (0.85 - widest))),
+                                               0, 1) ** 0.7
+        r = np.maximum(r, np.where(y > h * 0.5, 0.04, 0.02))
+    elif kind == "stack":   # discs of two to four widths
+        widths = rng.uniform(0.1, 0.45, rng.integers(2, 5))
+        r = widths[np.arange(16) * len(widths) // 16]
+    else:   # "vase": a smooth random bulge
+        r = rng.uniform(0.12, 0.3) + rng.uniform(0.02, 0.12) * np.sin(np.pi * y / h * rng.uniform(1, 3)
+                                                                     + rng.uniform(0, np.pi))
+    return np.concatenate([[0.0], r, [0.0]]), np.concatenate([[y[0]], y, [y[-1]]])
+
+
+def symmetric(rng, paint):
+    """A plain solid turned about +Y (a bottle, can, jar, ball, cone, spinning top, vase or stack of discs), in one
+    to three bands of colour, smooth or with 6, 12 or 18 flat sides: it looks the same after a 60 degree turn."""
+    radii, heights = _profile(rng, rng.choice(["bottle", "can", "jar", "ball", "cone", "top", "vase", "stack"]))
+    sections = 36 if rng.random() < 0.7 else int(rng.choice([6, 12, 18]))   # multiples of 6: a 60 degree turn maps
+    cuts = np.sort(rng.choice(np.arange(3, len(radii) - 3), rng.integers(0, 3), replace=False))   # it onto itself
+    bounds = [0, *cuts, len(radii) - 1]
+    for k, (start, stop) in enumerate(zip(bounds, bounds[1:])):   # the bands share their boundary rows: no gaps
+        band = lathe(radii[start:stop + 1], heights[start:stop + 1], sections=sections, cap=False)
+        band.smooth = sections == 36
+        paint.paint(band, f"band{k if rng.random() < 0.7 else 0}", texture=False)
+    return paint.painted
+
+
 FAMILIES = {"table": (table, 1.0), "chair": (chair, 1.0), "shelf": (shelf, 0.6), "cart": (cart, 1.0),
             "vessel": (vessel, 1.4), "lamp": (lamp, 0.8), "creature": (creature, 1.2), "cutout": (cutout, 0.8),
             "cluster": (cluster, 1.2)}   # weights: about one object in eight is an original primitive cluster
 
 
-def family_of(seed, index):
-    """Which family object `index` of `seed` belongs to (drawn first from the object's own generator)."""
+def family_of(seed, index, symmetric_share=0.0):
+    """Which family object `index` of `seed` belongs to ("symmetric" for a share of them, drawn from a generator of
+    its own so the others stay what they are without the share; else drawn first from the object's generator)."""
+    if symmetric_share and np.random.default_rng([seed, index, 1]).random() < symmetric_share:
+        return "symmetric"
     return _draw_family(np.random.default_rng([seed, index]))
 
 
@@ -390,10 +442,11 @@ def _draw_family(rng):
     return names[rng.choice(len(names), p=weights / weights.sum())]
 
 
-def make_object(seed, index):
-    """Build object `index` of `seed` as normalised parts (deterministic: the same pair always gives the same)."""
+def make_object(seed, index, symmetric_share=0.0):
+    """Build object `index` of `seed` as normalised parts (deterministic: the same arguments always give the same)."""
     rng = np.random.default_rng([seed, index])
-    build = FAMILIES[_draw_family(rng)][0]
+    family = family_of(seed, index, symmetric_share)
+    build = symmetric if family == "symmetric" else FAMILIES[_draw_family(rng)][0]
     painter = Painter(rng)
     build(rng, painter)
     return normalise(painter.parts())

@@ -20,12 +20,14 @@ class RenderSettings:
     shard_size: int = 1000        # samples per shard
     timeout_s: float = 300.0      # an object still rendering after this long is abandoned
     min_coverage: float = 0.002   # fraction of opaque pixels below which a view counts as empty
+    symmetric_share: float = 0.0  # procedural only: share of plain solids that look the same after the turn
 
     def job_record(self, source):
         """The settings that must match when adding to an existing output folder."""
         return {"source": source, "size": self.size, "pairs_per_object": self.pairs_per_object,
                 "delta_azimuth_deg": self.delta_azimuth_deg, "elevation_range": list(self.elevation_range),
-                "seed": self.seed, "fov_deg": FOV_DEG}
+                "seed": self.seed, "fov_deg": FOV_DEG,
+                **({"symmetric_share": self.symmetric_share} if self.symmetric_share else {})}   # old folders match
 
 
 @dataclass

@@ -113,7 +113,16 @@ def test_bad_options_fail_before_any_work(tmp_path):
         render_procedural(2, tmp_path / "a", backend="vulkan", **SMALL)
     with pytest.raises(ValueError, match="elevation"):
         render_procedural(2, tmp_path / "b", elevation_range="10", **SMALL)
-    assert not (tmp_path / "a").exists()
+    with pytest.raises(ValueError, match="symmetric-share"):
+        render_procedural(2, tmp_path / "c", symmetric_share=1.5, **SMALL)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "c").exists()
+
+
+def test_symmetric_share_is_part_of_the_job_record(tmp_path):
+    render_procedural(2, tmp_path / "mix", symmetric_share=0.5, **SMALL)
+    with pytest.raises(ValueError, match="other settings"):   # more objects must be the same mix, or it would lie
+        render_procedural(3, tmp_path / "mix", **SMALL)
+    assert render_procedural(3, tmp_path / "mix", symmetric_share=0.5, **SMALL)["skipped"] == 2
 
 
 def test_cli_render_defaults_come_from_render_settings_and_agree_with_the_advice():

@@ -1,4 +1,5 @@
-"""Procedural objects: every family builds, fits the unit cube, mixes textures and plain colours, and turns visibly."""
+"""Procedural objects: every family builds, fits the unit cube, mixes textures and plain colours, and turns visibly;
+the symmetric share adds plain solids that look the same after the turn and leaves the other objects as they were."""
 from collections import Counter
 
 import numpy as np
@@ -46,3 +47,27 @@ def test_every_object_shows_its_turn():
             same.append((i, family_of(1, i), changed))
     renderer.close()
     assert not same, same
+
+
+def test_symmetric_share_adds_plain_solids_and_leaves_the_rest_as_they_were():
+    families = [family_of(3, i, 0.3) for i in range(200)]
+    assert 0.2 < families.count("symmetric") / 200 < 0.4
+    assert all(f == family_of(3, i) for i, f in enumerate(families) if f != "symmetric")
+    others = [i for i, f in enumerate(families) if f != "symmetric"][:10]
+    for i in others:   # the same objects as without the share, so older data and the demo's objects stay valid
+        a, b = make_object(3, i, 0.3), make_object(3, i)
+        assert all(np.array_equal(p.mesh.vertices, q.mesh.vertices) for p, q in zip(a, b))
+    assert all(family_of(3, i, 1.0) == "symmetric" for i in range(20))
+
+
+def test_symmetric_objects_look_the_same_after_the_turn():
+    from render.renderer import Renderer
+    renderer = Renderer(32)
+    for i in range(16):
+        parts = make_object(2, i, 1.0)
+        world = _world(parts)
+        assert np.ptp(world, 0).max() == pytest.approx(1.0) and np.allclose(world.min(0) + world.max(0), 0)
+        a, b = renderer.render_views(parts, [View(25.0, 20.0), View(85.0, 20.0)])
+        assert (a[..., 3] > 0).mean() > 0.02   # something to see
+        assert int((np.abs(a.astype(int) - b.astype(int)).max(-1) > 40).sum()) < 3, i
+    renderer.close()
