@@ -445,8 +445,10 @@ def _draw_family(rng):
 def make_object(seed, index, symmetric_share=0.0):
     """Build object `index` of `seed` as normalised parts (deterministic: the same arguments always give the same)."""
     rng = np.random.default_rng([seed, index])
-    family = family_of(seed, index, symmetric_share)
-    build = symmetric if family == "symmetric" else FAMILIES[_draw_family(rng)][0]
+    if family_of(seed, index, symmetric_share) == "symmetric":
+        build = symmetric
+    else:   # drawn from `rng` itself, so its state (and so the object) is what it was before the share existed
+        build = FAMILIES[_draw_family(rng)][0]
     painter = Painter(rng)
     build(rng, painter)
     return normalise(painter.parts())
