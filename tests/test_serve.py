@@ -1,5 +1,6 @@
 """`cli.py serve` end to end: a real server on 127.0.0.1 with a checkpoint trained here, driven over HTTP, by
 gradio_client and by Debian's chromium (playwright); screenshot in runs/test-artifacts/serve.png."""
+import ipaddress
 import os
 import re
 import shutil
@@ -214,6 +215,26 @@ def test_cancel_stops_the_job_and_frees_its_slot(server, client):
     while server["log"].read_text().count("job cancelled") < log_before + MAX_JOBS:
         assert time.time() < deadline, server["log"].read_text()   # the sampling threads themselves stopped
         time.sleep(0.2)
+
+
+def listening_addresses(port):
+    """The local addresses of every TCP socket listening on `port`, read from the kernel's tables."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hexport = local.split(":")
+            if state == "0A" and int(hexport, 16) == port:   # 0A: LISTEN
+                words = [bytes.fromhex(address[i:i + 8])[::-1] for i in range(0, len(address), 8)]  # host-order words
+                found.append(ipaddress.ip_address(b"".join(words)))
+    return found
+
+
+def test_listens_on_loopback_only(server):
+    port = urlparse(server["url"]).port
+    addresses = listening_addresses(port)
+    assert addresses, f"nothing listens on {port}"
+    assert all((getattr(a, "ipv4_mapped", None) or a) == ipaddress.ip_address("127.0.0.1") for a in addresses), addresses
 
 
 def test_port_in_use_is_one_line_error():

