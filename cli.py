@@ -306,7 +306,8 @@ def sample(**kwargs):
 
 
 @cli.command()
-@click.option("--data", required=True, help="Shards: folder, glob, {a..b} pattern or URL.")
+@click.option("--data", required=True, multiple=True,
+              help="Shards: folder, glob, {a..b} pattern or URL; repeat to score several sources as one set.")
 @click.option("--split", default=D.DEFAULT_SPLIT, type=click.Choice(["val", "all"]),
               help="val: the checkpoint's held-out objects; all: every pair of --data.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False),

@@ -71,6 +71,21 @@ def test_evaluate_cli_prints_table_and_rejects_empty_split(weights, tmp_path):
     assert r.returncode == 1 and "Traceback" not in r.stderr and r.stderr.startswith("Error: ")
 
 
+def test_evaluate_scores_several_sources_as_one_set(weights, tmp_path):
+    moved = write_box_shards(tmp_path / "moved", objects=3, pairs=2)
+    same = write_box_shards(tmp_path / "same", objects=2, pairs=2, same=True)
+    r = run_cli("evaluate", "--checkpoint", weights, "--data", moved, "--data", same, "--split", "all",
+                "--out", tmp_path / "both.json", "--steps", 2)
+    assert r.returncode == 0, r.stderr
+    both = json.loads((tmp_path / "both.json").read_text())
+    parts = [evaluate(weights, d, tmp_path / f"{i}.json", split="all", steps=2) for i, d in enumerate((moved, same))]
+    assert both["n"] == 10 == sum(part["n"] for part in parts)
+    assert both["data"] == f"{moved}, {same}"
+    for m in ("psnr", "ssim", "mask_iou"):   # the pair-weighted mean of the two parts
+        assert both["baselines"]["copy"][m] == pytest.approx((6 * parts[0]["baselines"]["copy"][m]
+                                                              + 4 * parts[1]["baselines"]["copy"][m]) / 10)
+
+
 def test_metric_edges():
     a = np.random.default_rng(0).random((16, 16, 3))
     assert psnr(a, a) == PSNR_CAP_DB and ssim(a, a) == pytest.approx(1.0)

@@ -45,7 +45,9 @@ def evaluate(checkpoint, data, out, split=DEFAULT_SPLIT, steps=DEFAULT_STEPS, sa
              cfg_scale=DEFAULT_CFG, seed=DEFAULT_SEED, limit=None, batch_size=DEFAULT_BATCH_SIZE, device="auto",
              mean_pairs=DEFAULT_MEAN_PAIRS, val_fraction=None,
              cache_dir=None, weights="ema"):
-    """Evaluate on the `split` pairs of `data`; write the JSON report, a per-pair CSV and a PNG grid; return the report."""
+    """Evaluate on the `split` pairs of `data` (one source or a list, scored as one set); write the JSON report, a
+    per-pair CSV and a PNG grid; return the report."""
+    sources = [str(data)] if isinstance(data, (str, Path)) else [str(d) for d in data]
     check_sampler_options(steps, eta, cfg_scale, batch_size)
     if (limit is not None and limit < 1) or mean_pairs < 1:
         raise ValueError("--limit and --mean-pairs must be at least 1")
@@ -63,11 +65,11 @@ def evaluate(checkpoint, data, out, split=DEFAULT_SPLIT, steps=DEFAULT_STEPS, sa
                              "out is unknown; use --split all")
         val_fraction = 0.0   # --split all reads every pair; the mean baseline then averages all of them
 
-    spec = DataSpec(data, size, background, split, val_fraction)
+    spec = DataSpec(sources if len(sources) > 1 else sources[0], size, background, split, val_fraction)
     pairs = list(itertools.islice(iter_pairs(spec), limit))
     if not pairs:
         hint = "; try --split all" if split != "all" else ""
-        raise ValueError(f"no {split} pairs in {data} (val_fraction {val_fraction}){hint}")
+        raise ValueError(f"no {split} pairs in {', '.join(sources)} (val_fraction {val_fraction}){hint}")
     mean_image, mean_from = mean_target(spec, mean_pairs)
     src = torch.stack([p["src"] for p in pairs])
     tgt = torch.stack([p["tgt"] for p in pairs])
@@ -101,7 +103,7 @@ def evaluate(checkpoint, data, out, split=DEFAULT_SPLIT, steps=DEFAULT_STEPS, sa
         "eta": eta,
         "cfg_scale": cfg_scale,
         "seed": seed,
-        "data": str(data),
+        "data": ", ".join(sources),
         "split": split,
         "val_fraction": val_fraction,
         "image_size": size,
