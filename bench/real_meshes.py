@@ -34,13 +34,13 @@ SKIP = {"door"}
 Z_UP_TO_Y_UP = np.array([[1.0, 0, 0, 0], [0, 0, 1, 0], [0, -1, 0, 0], [0, 0, 0, 1]])
 
 
-def download(cache):
-    """The robosuite wheel in `cache`, downloaded once with pip (no dependencies)."""
-    wheels = sorted(cache.glob("robosuite-1.5.2-*.whl"))
-    if not wheels:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", WHEEL, "-d", str(cache)], check=True)
-        wheels = sorted(cache.glob("robosuite-1.5.2-*.whl"))
-    return wheels[0]
+def download(cache, requirement=WHEEL):
+    """The wheel of `requirement` (name==version) in `cache`, downloaded once with pip (no dependencies)."""
+    pattern = requirement.replace("==", "-") + "-*.whl"
+    if not sorted(cache.glob(pattern)):
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", requirement, "-d", str(cache)],
+                       check=True)
+    return sorted(cache.glob(pattern))[0]
 
 
 def extract(wheel, cache):
@@ -217,13 +217,15 @@ def main():
             continue
         convert(xml).export(glb / f"{name}.glb")
         print(f"{name}: {glb / (name + '.glb')}")
-    command = [sys.executable, str(ROOT / "cli.py"), "render", "meshes", str(glb), "--out", str(args.out),
-               "--size", str(args.size), "--pairs-per-object", str(args.pairs_per_object), "--seed", str(args.seed)]
-    subprocess.run(command, check=True)
-    subprocess.run([sys.executable, str(ROOT / "cli.py"), "shards", "preview", str(args.out),
-                    "--out", str(args.out.parent / f"{args.out.name}-preview.png"), "--count", "24", "--shuffle"],
-                   check=True)
+    render_set(glb, args.out, args.size, args.pairs_per_object, args.seed)
 
+
+def render_set(glb, out, size, pairs_per_object, seed):
+    """`render meshes` of the GLB folder into `out`, then a preview grid beside it."""
+    subprocess.run([sys.executable, str(ROOT / "cli.py"), "render", "meshes", str(glb), "--out", str(out),
+                    "--size", str(size), "--pairs-per-object", str(pairs_per_object), "--seed", str(seed)], check=True)
+    subprocess.run([sys.executable, str(ROOT / "cli.py"), "shards", "preview", str(out),
+                    "--out", str(out.parent / f"{out.name}-preview.png"), "--count", "24", "--shuffle"], check=True)
 
 if __name__ == "__main__":
     main()

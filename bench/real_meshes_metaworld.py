@@ -18,29 +18,20 @@ primitives are left out because the pybullet_data collection, on which the hidde
 those kinds; nothing here is taken from it. For validation only: never train on it.
 """
 import argparse
-import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from real_meshes import Z_UP_TO_Y_UP, download, render_set  # noqa: E402  (the robosuite part's download and render)
+
 WHEEL = "metaworld==3.1.1"
 ASSETS = "metaworld/assets/"
 OBJECTS = ["assembly_peg", "basketballhoop", "buttonbox", "club", "coffeemachine", "dial", "doorlockA",
            "drawer", "faucet", "hammer", "handle_press", "laptop", "lever", "mug", "peg_block", "plug", "shelf",
            "shelfb", "soccer_goal", "thermos", "window"]
-Z_UP_TO_Y_UP = np.array([[1.0, 0, 0, 0], [0, 0, 1, 0], [0, -1, 0, 0], [0, 0, 0, 1]])
-
-
-def download(cache):
-    """The metaworld wheel in `cache`, downloaded once with pip (no dependencies)."""
-    wheels = sorted(cache.glob("metaworld-3.1.1-*.whl"))
-    if not wheels:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", WHEEL, "-d", str(cache)], check=True)
-        wheels = sorted(cache.glob("metaworld-3.1.1-*.whl"))
-    return wheels[0]
 
 
 def extract(wheel, cache):
@@ -131,18 +122,13 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
-    objects = extract(download(args.cache), args.cache)
+    objects = extract(download(args.cache, WHEEL), args.cache)
     glb = args.cache / "metaworld-glb"
     glb.mkdir(exist_ok=True)
     for name in OBJECTS:
         convert(objects / f"{name}.xml").export(glb / f"{name}.glb")
         print(f"{name}: {glb / (name + '.glb')}")
-    command = [sys.executable, str(ROOT / "cli.py"), "render", "meshes", str(glb), "--out", str(args.out),
-               "--size", str(args.size), "--pairs-per-object", str(args.pairs_per_object), "--seed", str(args.seed)]
-    subprocess.run(command, check=True)
-    subprocess.run([sys.executable, str(ROOT / "cli.py"), "shards", "preview", str(args.out),
-                    "--out", str(args.out.parent / f"{args.out.name}-preview.png"), "--count", "24", "--shuffle"],
-                   check=True)
+    render_set(glb, args.out, args.size, args.pairs_per_object, args.seed)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ the shard format, a tiny weights folder, reading shards back with webdataset, ru
 import dataclasses
 import glob
 import hashlib
+import importlib.util
 import io
 import json
 import os
@@ -20,6 +21,14 @@ from model.dit import StreamDiT
 from model.presets import get_preset
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_bench(name):
+    """The bench/ script `name`.py as a module (bench/ is scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def png_bytes(array: np.ndarray) -> bytes:

@@ -1,14 +1,12 @@
 """bench/real_meshes.py's MuJoCo-to-GLB conversion on a small XML of its own (no download): poses, Y up, groups."""
-import importlib.util
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import trimesh
 
 from render.scene import load_mesh_file
+from conftest import load_bench
 
-ROOT = Path(__file__).resolve().parents[1]
 XML = """<mujoco model="lamp">
   <asset><material name="red" rgba="0.9 0.1 0.1 1"/></asset>
   <worldbody><body><body name="object" pos="0 0 0.1">
@@ -19,15 +17,8 @@ XML = """<mujoco model="lamp">
 </mujoco>"""
 
 
-def load_bench():
-    spec = importlib.util.spec_from_file_location("real_meshes", ROOT / "bench" / "real_meshes.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_conversion_keeps_visual_geoms_turns_z_up_to_y_up_and_extracts_only_objects(tmp_path):
-    bench = load_bench()
+    bench = load_bench("real_meshes")
     (tmp_path / "lamp.xml").write_text(XML)
     bench.convert(tmp_path / "lamp.xml").export(tmp_path / "lamp.glb")
     parts = load_mesh_file(tmp_path / "lamp.glb")

@@ -1,16 +1,14 @@
 """bench/real_meshes_metaworld.py on a small object of its own in Meta-World's layout (no download): the scene include
 dropped, classes and includes resolved by MuJoCo, collision geoms dropped, material colours, Z up turned to Y up."""
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 import trimesh
 
 from render.scene import load_mesh_file
+from conftest import load_bench
 
 pytest.importorskip("mujoco", reason="needs the dev extra (mujoco compiles the XML)")
-ROOT = Path(__file__).resolve().parents[1]
+
 TOP = """<mujoco model="lamp">
     <include file="assets/lamp_dependencies.xml"/>
     <include file="../scene/basic_scene.xml"/>
@@ -28,15 +26,8 @@ BODY = """<mujocoinclude><body childclass="lamp_base" name="lamp" pos="0 0 0.1">
 </body></mujocoinclude>"""
 
 
-def load_bench():
-    spec = importlib.util.spec_from_file_location("real_meshes_metaworld", ROOT / "bench" / "real_meshes_metaworld.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_conversion_keeps_visual_geoms_in_material_colours_y_up(tmp_path):
-    bench = load_bench()
+    bench = load_bench("real_meshes_metaworld")
     (tmp_path / "assets").mkdir()
     (tmp_path / "lamp.xml").write_text(TOP)   # its scene include names a file that does not exist: it must be dropped
     (tmp_path / "assets" / "lamp_dependencies.xml").write_text(DEPENDENCIES)

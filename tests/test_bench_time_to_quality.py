@@ -1,20 +1,11 @@
 """bench/time_to_quality.py at toy scale: real render, training in chunks, EMA and raw scores, a rerun that resumes."""
-import importlib.util
 import json
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_bench():
-    spec = importlib.util.spec_from_file_location("time_to_quality", ROOT / "bench" / "time_to_quality.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_bench
 
 
 def test_curve_points_with_raw_weights_and_a_rerun_that_adds_nothing(tmp_path, capsys):
-    bench = load_bench()
+    bench = load_bench("time_to_quality")
     args = ["--preset", "tiny", "--minutes", "0.2", "--every", "0.1", "--objects", "8", "--eval-pairs", "2",
             "--eval-steps", "2", "--seed", "3", "--raw", "--data", str(tmp_path / "data"), "--out", str(tmp_path),
             "--name", "t", "--plot", str(tmp_path / "curve.png")]

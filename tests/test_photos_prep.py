@@ -1,9 +1,7 @@
 """datasets.photos on synthetic photos (real renders on gradient, textured, table and tiled backgrounds, true mask
 known): separation IoU floor, alpha and --mask paths, framing, warnings, and `sample --mask / --no-prep`."""
-import importlib.util
 import io
 import itertools
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,16 +9,7 @@ from PIL import Image
 
 from datasets.stream import _image_field, _raw_samples, resolve_shards
 from datasets.photos import TRAINING_FILL, border_mask, mask_iou, measure_fill, prepare_photo, separate
-from conftest import make_weights, run_cli
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_bench():
-    spec = importlib.util.spec_from_file_location("photo_prep", ROOT / "bench" / "photo_prep.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_bench, make_weights, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +29,7 @@ def bbox_fill(mask):
 
 
 def test_separation_finds_rendered_objects_on_photo_backgrounds(rendered):
-    bench = load_bench()
+    bench = load_bench("photo_prep")
     rng = np.random.default_rng(0)
     scores = []
     for i, rgba in enumerate(rendered[1]):
@@ -55,7 +44,7 @@ def test_separation_finds_rendered_objects_on_photo_backgrounds(rendered):
 
 
 def test_prepared_photo_is_square_framed_on_white_and_warns_when_unreliable(rendered):
-    bench = load_bench()
+    bench = load_bench("photo_prep")
     photo, truth = bench.synthetic_photo(rendered[1][0], "table", np.random.default_rng(1))
     prepared, info = prepare_photo(Image.fromarray(photo))
     assert prepared.width == prepared.height and info["mask"] == "separated" and not info["warnings"]
