@@ -227,5 +227,6 @@ def render_set(glb, out, size, pairs_per_object, seed):
     subprocess.run([sys.executable, str(ROOT / "cli.py"), "shards", "preview", str(out),
                     "--out", str(out.parent / f"{out.name}-preview.png"), "--count", "24", "--shuffle"], check=True)
 
+
 if __name__ == "__main__":
     main()
