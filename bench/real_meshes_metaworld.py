@@ -62,7 +62,7 @@ def _colour(model, g):
     if mat < 0:
         return (model.geom_rgba[g] * 255).astype(int)
     rgba = model.mat_rgba[mat].copy()
-    tex = model.mat_texid[mat].max()   # any texture role (RGB first in MuJoCo >= 3.1)
+    tex = model.mat_texid[mat].max()   # its texture, whatever the role (Meta-World materials carry one at most)
     if tex >= 0:
         adr, n = model.tex_adr[tex], model.tex_width[tex] * model.tex_height[tex] * model.tex_nchannel[tex]
         pixels = model.tex_data[adr:adr + n].reshape(-1, model.tex_nchannel[tex])[:, :3]
